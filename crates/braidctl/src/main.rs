@@ -1,0 +1,2 @@
+//! braidctl
+fn main() {}
