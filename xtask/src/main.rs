@@ -1,2 +1,74 @@
-//! xtask
-fn main() {}
+//! `cargo xtask`: the one entry point for Braid's repository automation
+//! (the alias lives in `.cargo/config.toml`).
+//!
+//! Commands:
+//!
+//! * `cargo xtask codegen [--check]` — write the generated artefacts
+//!   (`manifests/crds/*.yaml` from `braid-crd`), or with `--check` fail when
+//!   the checked-in copies drifted from the Rust types (what CI runs).
+//!
+//! This is a development tool, not part of the product: nothing ships in it,
+//! and no other crate depends on it. Each command lives in its own module
+//! with an `Args` struct and a `run` function; add a variant to [`Command`]
+//! to add one.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+
+mod codegen;
+
+/// Braid repository automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One `cargo xtask` subcommand.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the CRD manifests under manifests/crds/ from the Rust types.
+    Codegen(codegen::Args),
+}
+
+/// Prints errors with their causes (`{:#}`) and exits 1; no backtrace, since
+/// these are messages for the developer, not crashes.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = project_root();
+    let result = match cli.command {
+        Command::Codegen(args) => codegen::run(&args, &root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn project_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

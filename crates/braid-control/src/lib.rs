@@ -1,1 +1,23 @@
-//! TODO
+//! Braid's control plane: it reads Kubernetes objects from a source (a YAML
+//! directory today; kube-rs watchers later), translates them into workloads,
+//! services and policies in a synchronous index, and serves them to proxies
+//! over Delta xDS with per-resource versions and ACK/NACK tracking.
+//!
+//! The flow is watch -> index -> publish: [`source`] produces changes,
+//! [`index`] turns dirty namespaces into resource updates, [`snapshot`] holds
+//! immutable versions, and [`xds`] streams the differences to every proxy.
+//! The certificate authority and the injection webhook are not here yet.
+
+pub mod admin;
+pub mod config;
+pub mod debug;
+mod hash;
+pub mod index;
+pub mod metrics;
+pub mod runtime;
+pub mod snapshot;
+pub mod source;
+pub mod xds;
+
+pub use config::Config;
+pub use runtime::{ControlPlane, StartError};

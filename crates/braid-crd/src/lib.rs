@@ -1,1 +1,115 @@
-//! TODO
+//! Braid's Kubernetes CustomResourceDefinitions: the Rust types behind the
+//! `braid.dev` API group (derived with `kube`'s `CustomResource`), and their
+//! conversion into the domain model of `braid-model`.
+//!
+//! The YAML under `manifests/crds/` is generated from [`all_crds`] by
+//! `cargo xtask codegen`; edit the types here, never that YAML.
+//!
+//! This crate is types and pure conversions only: no Kubernetes client, no
+//! watchers, no status writing (the control plane does those). The CRD schema
+//! validates what the API server can check cheaply (enums, port ranges, the
+//! shape of principals); [`TryFrom`] into the model is the complete check,
+//! and it is what the file source relies on, since no API server sees those
+//! documents.
+//!
+//! ```
+//! use braid_crd::AuthorizationPolicy;
+//!
+//! let yaml = r#"
+//! apiVersion: braid.dev/v1alpha1
+//! kind: AuthorizationPolicy
+//! metadata: {name: web-ingress, namespace: shop}
+//! spec:
+//!   selector: {matchLabels: {app: web}}
+//!   rules:
+//!   - from: {namespaces: [shop]}
+//!     to: {ports: [8080]}
+//! "#;
+//! let crd: AuthorizationPolicy = serde_yaml_ng::from_str(yaml).unwrap();
+//! let policy = braid_model::AuthorizationPolicy::try_from(&crd).unwrap();
+//! assert_eq!(policy.rules[0].destination_ports, [8080]);
+//! ```
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+mod authorization_policy;
+
+pub use authorization_policy::{
+    Action, AuthorizationPolicy, AuthorizationPolicySpec, AuthorizationPolicyStatus, Destination,
+    Rule, Source, WorkloadSelector,
+};
+
+/// The API group of every Braid CRD.
+pub const GROUP: &str = "braid.dev";
+
+/// The namespace a namespaced object is in when its metadata names none (the
+/// `kubectl apply` and file-source convention).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Condition types and reasons the control plane writes into `status.conditions`.
+///
+/// Conditions are standard `metav1.Condition`s, so `kubectl wait
+/// --for=condition=Accepted` works.
+pub mod condition {
+    /// Condition type: whether the control plane accepted the object. Status
+    /// `True` with reason [`ACCEPTED`], or `False` with reason [`INVALID`]
+    /// and a message naming the offending field.
+    pub const TYPE_ACCEPTED: &str = "Accepted";
+    /// Reason: the object was translated and is being enforced.
+    pub const ACCEPTED: &str = "Accepted";
+    /// Reason: the object failed validation and is ignored.
+    pub const INVALID: &str = "Invalid";
+}
+
+/// Every CRD this crate defines, in a stable order; `cargo xtask codegen`
+/// writes one `manifests/crds/<plural>.<group>.yaml` per entry.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![AuthorizationPolicy::crd()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crd_names_and_scope() {
+        let crds = all_crds();
+        let [crd] = crds.as_slice() else {
+            panic!("expected one CRD, got {}", crds.len());
+        };
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("authorizationpolicies.braid.dev")
+        );
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["bap".to_string()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Action", "Age"]);
+        let subresources = version.subresources.as_ref().expect("subresources");
+        assert!(subresources.status.is_some());
+    }
+
+    #[test]
+    fn schema_carries_validation() {
+        let crd = AuthorizationPolicy::crd();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["action"]["enum"], serde_json::json!(["ALLOW", "DENY"]));
+        assert_eq!(spec["action"]["default"], "ALLOW");
+        let rule = &spec["rules"]["items"]["properties"];
+        let ports = &rule["to"]["properties"]["ports"]["items"];
+        assert_eq!(ports["minimum"].as_f64(), Some(1.0));
+        assert_eq!(ports["maximum"].as_f64(), Some(65535.0));
+        let principals = &rule["from"]["properties"]["principals"]["items"];
+        assert!(principals["pattern"].is_string(), "{principals}");
+    }
+}

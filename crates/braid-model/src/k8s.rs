@@ -11,8 +11,16 @@ use k8s_openapi::api::{
 
 use crate::{Service, Workload};
 
+mod labels;
 mod pod;
+mod ports;
+mod selector;
 mod service;
+mod slices;
+mod syntax;
+
+#[cfg(test)]
+mod fixtures;
 
 /// The label EndpointSlices carry to name their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -66,9 +74,14 @@ impl FieldError {
 /// Translates a pod into a workload.
 ///
 /// `namespace` is the pod's Namespace object when known (its labels supply
-/// the mode and waypoint defaults). Returns `Ok(None)` for pods that are not
-/// workloads: finished pods (phase Succeeded or Failed) whose IPs may already
-/// be reused, and pods without a name.
+/// the mode and waypoint defaults; an invalid label there counts as absent,
+/// see [`validate_namespace`]). Returns `Ok(None)` for pods that are not
+/// workloads: finished pods (phase Succeeded or Failed) whose IPs may
+/// already be reused.
+///
+/// Errors on a missing or invalid `metadata.name`, an invalid namespace or
+/// ServiceAccount name, an unknown `braid.dev/mode` label value and pod IPs
+/// that do not parse.
 pub fn workload_from_pod(
     pod: &Pod,
     namespace: Option<&Namespace>,
@@ -81,9 +94,21 @@ pub fn workload_from_pod(
 ///
 /// With a selector, endpoints are the `pods` (all pods of the Service's
 /// namespace may be passed; they are filtered by the selector) that have an
-/// IP, with named target ports resolved against each pod's container ports.
-/// Without a selector, endpoints come from `slices` (the EndpointSlices
-/// labelled `kubernetes.io/service-name=<name>` in the namespace).
+/// IP, with named target ports resolved against each pod's container ports
+/// (a port the pod does not declare is left out of that endpoint). A pod
+/// gives one endpoint, at its first IP of the Service's preferred family
+/// (first `spec.ipFamilies` entry, else that of the first VIP), else at its
+/// primary IP. Without a selector, endpoints come from `slices` (the
+/// EndpointSlices labelled `kubernetes.io/service-name=<name>` in the
+/// namespace): one per address, merged across slices. Either way they are
+/// sorted by address.
+///
+/// Related objects that are themselves invalid are left out rather than
+/// failing the Service: a pod that [`workload_from_pod`] rejects is no
+/// endpoint, an EndpointSlice that [`validate_endpoint_slice`] rejects adds
+/// none, and an invalid Namespace label counts as absent. Errors concern the
+/// Service itself: its name, cluster IPs, IP families, ports and
+/// `braid.dev/waypoint` label.
 pub fn service_from_kube(
     service: &KubeService,
     namespace: Option<&Namespace>,
@@ -92,4 +117,23 @@ pub fn service_from_kube(
     settings: &MeshSettings,
 ) -> Result<Service, FieldError> {
     service::service_from_kube(service, namespace, pods, slices, settings)
+}
+
+/// Checks the `braid.dev/mode` and `braid.dev/waypoint` labels of a
+/// Namespace.
+///
+/// Translation treats an invalid Namespace label as absent, so a source
+/// calls this to report the Namespace itself.
+pub fn validate_namespace(ns: &Namespace) -> Result<(), FieldError> {
+    labels::validate_namespace(ns)
+}
+
+/// Checks an EndpointSlice: the `kubernetes.io/service-name` label, an
+/// `addressType` of `IPv4`, `IPv6` or `FQDN` with every address of that type,
+/// port numbers from 1 to 65535 and known protocols.
+///
+/// [`service_from_kube`] skips slices that fail this check, so a source calls
+/// it to report them.
+pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Result<(), FieldError> {
+    slices::validate(slice)
 }

@@ -1,0 +1,83 @@
+//! The control plane's configuration: one typed struct, parsed from flags
+//! (with `BRAID_*` environment fallbacks) and dumped by the admin endpoint.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Serialize;
+
+/// Configuration of `braid-control`.
+#[derive(Clone, Debug, clap::Args, Serialize)]
+pub struct Config {
+    /// Directory of Kubernetes YAML (Namespaces, Pods, Services, EndpointSlices,
+    /// ServiceAccounts, Braid CRDs); read recursively and watched for changes.
+    #[arg(long, env = "BRAID_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: PathBuf,
+
+    /// Address of the xDS (Delta ADS) and debug gRPC server.
+    #[arg(
+        long,
+        env = "BRAID_XDS_LISTEN",
+        default_value = "0.0.0.0:15010",
+        value_name = "ADDR"
+    )]
+    pub xds_listen: SocketAddr,
+
+    /// Address of the admin HTTP endpoint (health, metrics, debug views).
+    #[arg(
+        long,
+        env = "BRAID_ADMIN_LISTEN",
+        default_value = "127.0.0.1:15014",
+        value_name = "ADDR"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Publish once the configuration has been quiet this long (milliseconds),
+    /// so a burst of edits becomes one push.
+    #[arg(long = "debounce-ms", env = "BRAID_DEBOUNCE_MS", default_value = "100", value_parser = parse_millis, value_name = "MS")]
+    pub debounce: Duration,
+
+    /// Publish at the latest this long after the first unpublished change
+    /// (milliseconds), even while edits keep coming.
+    #[arg(long = "max-debounce-ms", env = "BRAID_MAX_DEBOUNCE_MS", default_value = "1000", value_parser = parse_millis, value_name = "MS")]
+    pub max_debounce: Duration,
+
+    /// Trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>).
+    #[arg(long, env = "BRAID_TRUST_DOMAIN", default_value = braid_model::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// Cluster DNS domain used in service host names.
+    #[arg(long, env = "BRAID_CLUSTER_DOMAIN", default_value = braid_model::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+}
+
+fn parse_millis(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("expected a whole number of milliseconds: {e}"))
+}
+
+// === impl Config ===
+
+impl Config {
+    /// A configuration for tests: `dir`, loopback ports picked by the OS, and
+    /// a short debounce.
+    pub fn for_tests(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            config_dir: dir.into(),
+            xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            debounce: Duration::from_millis(50),
+            max_debounce: Duration::from_millis(500),
+            trust_domain: braid_model::DEFAULT_TRUST_DOMAIN.to_string(),
+            cluster_domain: braid_model::DEFAULT_CLUSTER_DOMAIN.to_string(),
+        }
+    }
+
+    /// The mesh settings translation needs.
+    pub fn mesh_settings(&self) -> braid_model::k8s::MeshSettings {
+        braid_model::k8s::MeshSettings {
+            trust_domain: self.trust_domain.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+        }
+    }
+}

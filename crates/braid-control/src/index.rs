@@ -1,0 +1,228 @@
+//! The index: an in-memory model of every object the sources reported, and
+//! the translation of changed namespaces into xDS resources.
+//!
+//! Pure and synchronous: sources feed it [`Change`]s, [`Index::updates`]
+//! says which resources changed. Every derived resource depends only on
+//! objects of its own namespace (plus the Namespace object), so a change
+//! marks its namespace dirty and only dirty namespaces are recomputed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use braid_api::convert;
+use braid_model::k8s::{self, MeshSettings, SERVICE_NAME_LABEL};
+use k8s_openapi::api::{
+    core::v1::{Namespace, Pod, Service},
+    discovery::v1::EndpointSlice,
+};
+
+use crate::{
+    snapshot::{Resource, ResourceType, Snapshot},
+    source::{Change, Kind, KubeObject, ObjectKey},
+};
+
+pub mod publisher;
+
+/// Resource updates for one publish: per type, name -> new resource or removal.
+pub type Updates = [BTreeMap<String, Option<Arc<Resource>>>; 3];
+
+/// Every object the sources reported, grouped by namespace.
+#[derive(Debug, Default)]
+pub struct Index {
+    settings: MeshSettings,
+    namespaces: HashMap<String, Namespace>,
+    spaces: HashMap<String, Space>,
+    dirty: BTreeSet<String>,
+}
+
+/// The namespaced objects of one namespace.
+#[derive(Debug, Default)]
+struct Space {
+    pods: BTreeMap<String, Pod>,
+    services: BTreeMap<String, Service>,
+    slices: BTreeMap<String, EndpointSlice>,
+    service_accounts: BTreeSet<String>,
+    policies: BTreeMap<String, braid_model::AuthorizationPolicy>,
+}
+
+// === impl Index ===
+
+impl Index {
+    /// An empty index.
+    pub fn new(settings: MeshSettings) -> Self {
+        Self {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    /// Applies one change from a source.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Apply(key, object) => self.upsert(key, &object),
+            Change::Delete(key) => self.remove(&key),
+        }
+    }
+
+    fn upsert(&mut self, key: ObjectKey, object: &KubeObject) {
+        if let KubeObject::Namespace(ns) = object {
+            self.namespaces.insert(key.name.clone(), ns.clone());
+            self.dirty.insert(key.name);
+            return;
+        }
+        let space = self.spaces.entry(key.namespace.clone()).or_default();
+        match object {
+            KubeObject::Pod(o) => drop(space.pods.insert(key.name, o.clone())),
+            KubeObject::Service(o) => drop(space.services.insert(key.name, o.clone())),
+            KubeObject::EndpointSlice(o) => drop(space.slices.insert(key.name, o.clone())),
+            KubeObject::ServiceAccount(_) => drop(space.service_accounts.insert(key.name)),
+            KubeObject::AuthorizationPolicy(p) => drop(space.policies.insert(key.name, p.clone())),
+            KubeObject::Namespace(_) => {}
+        }
+        self.dirty.insert(key.namespace);
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        if key.kind == Kind::Namespace {
+            self.namespaces.remove(&key.name);
+            self.dirty.insert(key.name.clone());
+            return;
+        }
+        if let Some(space) = self.spaces.get_mut(&key.namespace) {
+            match key.kind {
+                Kind::Pod => drop(space.pods.remove(&key.name)),
+                Kind::Service => drop(space.services.remove(&key.name)),
+                Kind::EndpointSlice => drop(space.slices.remove(&key.name)),
+                Kind::ServiceAccount => drop(space.service_accounts.remove(&key.name)),
+                Kind::AuthorizationPolicy => drop(space.policies.remove(&key.name)),
+                Kind::Namespace => {}
+            }
+        }
+        self.dirty.insert(key.namespace.clone());
+    }
+
+    /// Whether changes are waiting for [`Index::updates`].
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Recomputes the resources of every dirty namespace and returns those
+    /// that differ from `current` (new, changed or removed).
+    pub fn updates(&mut self, current: &Snapshot) -> Updates {
+        let mut updates: Updates = Default::default();
+        for ns in std::mem::take(&mut self.dirty) {
+            let fresh = self.resources_of(&ns);
+            for ty in ResourceType::ALL {
+                let i = ty as usize;
+                let old = namespace_range(current.resources(ty), &ns);
+                for name in old.keys() {
+                    if !fresh[i].contains_key(*name) {
+                        updates[i].insert((*name).clone(), None);
+                    }
+                }
+                for (name, resource) in &fresh[i] {
+                    if old.get(name).is_none_or(|o| o.version != resource.version) {
+                        updates[i].insert(name.clone(), Some(resource.clone()));
+                    }
+                }
+            }
+            if self.spaces.get(&ns).is_some_and(Space::is_empty) {
+                self.spaces.remove(&ns);
+            }
+        }
+        updates
+    }
+
+    /// Translates every object of namespace `ns` into resources.
+    fn resources_of(&self, ns: &str) -> [BTreeMap<String, Arc<Resource>>; 3] {
+        let mut out: [BTreeMap<String, Arc<Resource>>; 3] = Default::default();
+        let Some(space) = self.spaces.get(ns) else {
+            return out;
+        };
+        let namespace = self.namespaces.get(ns);
+        for pod in space.pods.values() {
+            match k8s::workload_from_pod(pod, namespace, &self.settings) {
+                Ok(Some(w)) => {
+                    let name = w.uid.to_string();
+                    let r = Resource::encode(
+                        ResourceType::Workload,
+                        name.clone(),
+                        &convert::workload_to_proto(&w),
+                    );
+                    out[ResourceType::Workload as usize].insert(name, Arc::new(r));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(namespace = ns, pod = ?pod.metadata.name, error = %e, "skipping pod")
+                }
+            }
+        }
+        let pods: Vec<&Pod> = space.pods.values().collect();
+        for (name, svc) in &space.services {
+            let slices: Vec<&EndpointSlice> = space
+                .slices
+                .values()
+                .filter(|s| {
+                    s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                        == Some(name)
+                })
+                .collect();
+            match k8s::service_from_kube(svc, namespace, &pods, &slices, &self.settings) {
+                Ok(s) => {
+                    let name = s.reference.to_string();
+                    let r = Resource::encode(
+                        ResourceType::Service,
+                        name.clone(),
+                        &convert::service_to_proto(&s),
+                    );
+                    out[ResourceType::Service as usize].insert(name, Arc::new(r));
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = ns, service = name, error = %e, "skipping service")
+                }
+            }
+        }
+        for policy in space.policies.values() {
+            let name = format!("{}/{}", policy.namespace, policy.name);
+            let r = Resource::encode(
+                ResourceType::Authorization,
+                name.clone(),
+                &convert::authorization_to_proto(policy),
+            );
+            out[ResourceType::Authorization as usize].insert(name, Arc::new(r));
+        }
+        out
+    }
+}
+
+// === impl Space ===
+
+impl Space {
+    fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+            && self.services.is_empty()
+            && self.slices.is_empty()
+            && self.service_accounts.is_empty()
+            && self.policies.is_empty()
+    }
+}
+
+/// The resources named `<ns>/...`.
+fn namespace_range<'a>(
+    resources: &'a BTreeMap<String, Arc<Resource>>,
+    ns: &str,
+) -> BTreeMap<&'a String, &'a Arc<Resource>> {
+    let start = format!("{ns}/");
+    resources
+        .range(start.clone()..)
+        .take_while(|(name, _)| name.starts_with(&start))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

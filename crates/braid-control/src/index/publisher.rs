@@ -1,0 +1,88 @@
+//! The index task: applies source changes as they arrive and publishes a new
+//! snapshot once the changes settle, so a burst of edits becomes one push.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+
+use super::Index;
+use crate::{metrics::Metrics, snapshot::Snapshot, source::Change};
+
+/// When to publish after a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Debounce {
+    /// Publish once no change arrived for this long.
+    pub quiet: Duration,
+    /// ...but never later than this after the first unpublished change, so
+    /// a steady stream of edits still reaches proxies.
+    pub max: Duration,
+}
+
+/// Applies every change in `batch` and publishes if anything changed. Used
+/// for the initial load, before any proxy can connect.
+pub fn apply_and_publish(
+    index: &mut Index,
+    batch: Vec<Change>,
+    snapshots: &watch::Sender<Arc<Snapshot>>,
+    metrics: &Metrics,
+) {
+    for change in batch {
+        index.apply(change);
+    }
+    publish(index, snapshots, metrics);
+}
+
+/// Runs until the change channel closes.
+pub async fn run(
+    mut index: Index,
+    mut changes: mpsc::Receiver<Vec<Change>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    debounce: Debounce,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(batch) = changes.recv().await {
+        batch.into_iter().for_each(|c| index.apply(c));
+        let first = Instant::now();
+        let mut deadline = first + debounce.quiet;
+        let cap = first + debounce.max;
+        loop {
+            tokio::select! {
+                more = changes.recv() => match more {
+                    Some(batch) => {
+                        batch.into_iter().for_each(|c| index.apply(c));
+                        deadline = (Instant::now() + debounce.quiet).min(cap);
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        publish(&mut index, &snapshots, &metrics);
+    }
+}
+
+fn publish(index: &mut Index, snapshots: &watch::Sender<Arc<Snapshot>>, metrics: &Metrics) {
+    if !index.is_dirty() {
+        return;
+    }
+    let current = snapshots.borrow().clone();
+    let updates = index.updates(&current);
+    let Some(next) = current.next(updates) else {
+        tracing::debug!("changes produced no resource updates");
+        return;
+    };
+    if let Some(change) = next.history.back() {
+        tracing::info!(
+            version = next.version,
+            workloads = change.names[0].len(),
+            services = change.names[1].len(),
+            authorizations = change.names[2].len(),
+            "publishing configuration"
+        );
+    }
+    metrics.record_snapshot(&next);
+    snapshots.send_replace(Arc::new(next));
+}

@@ -1,0 +1,43 @@
+//! `braid-control`: the Braid control plane binary. Parses flags and runs
+//! [`braid_control::ControlPlane`] until Ctrl-C or SIGTERM.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Braid control plane: serves mesh configuration to proxies over Delta xDS.
+#[derive(Debug, Parser)]
+#[command(name = "braid-control", version)]
+struct Cli {
+    #[command(flatten)]
+    config: braid_control::Config,
+
+    /// Log format.
+    #[arg(long, env = "BRAID_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("BRAID_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let control_plane = braid_control::ControlPlane::start(cli.config).await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    control_plane.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

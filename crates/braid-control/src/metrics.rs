@@ -1,0 +1,103 @@
+//! Counters for the admin endpoint's `/metrics` (Prometheus text format).
+
+use std::{
+    fmt::Write as _,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use crate::snapshot::{ResourceType, Snapshot};
+
+/// Control-plane counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    snapshot_version: AtomicU64,
+    resources: [AtomicU64; 3],
+    /// Responses sent to proxies.
+    pub pushes: AtomicU64,
+    /// Resources sent (sum over responses).
+    pub resources_sent: AtomicU64,
+    /// ACKs received.
+    pub acks: AtomicU64,
+    /// NACKs received.
+    pub nacks: AtomicU64,
+    /// Streams currently open.
+    pub connected: AtomicU64,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Records a newly published snapshot.
+    pub fn record_snapshot(&self, snapshot: &Snapshot) {
+        self.snapshot_version.store(snapshot.version, Relaxed);
+        for ty in ResourceType::ALL {
+            self.resources[ty as usize].store(snapshot.resources(ty).len() as u64, Relaxed);
+        }
+    }
+
+    /// Renders every metric; `config_errors` is read at scrape time.
+    pub fn render(&self, config_errors: usize) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        gauge(
+            "braid_control_snapshot_version",
+            "Version of the newest published configuration.",
+            "gauge",
+            self.snapshot_version.load(Relaxed),
+        );
+        gauge(
+            "braid_control_connected_proxies",
+            "xDS streams currently open.",
+            "gauge",
+            self.connected.load(Relaxed),
+        );
+        gauge(
+            "braid_control_xds_pushes_total",
+            "xDS responses sent.",
+            "counter",
+            self.pushes.load(Relaxed),
+        );
+        gauge(
+            "braid_control_xds_resources_sent_total",
+            "Resources sent in xDS responses.",
+            "counter",
+            self.resources_sent.load(Relaxed),
+        );
+        gauge(
+            "braid_control_xds_acks_total",
+            "ACKs received.",
+            "counter",
+            self.acks.load(Relaxed),
+        );
+        gauge(
+            "braid_control_xds_nacks_total",
+            "NACKs received.",
+            "counter",
+            self.nacks.load(Relaxed),
+        );
+        gauge(
+            "braid_control_config_errors",
+            "Configuration documents currently rejected.",
+            "gauge",
+            config_errors as u64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP braid_control_resources Resources in the current configuration.\n# TYPE braid_control_resources gauge"
+        );
+        for ty in ResourceType::ALL {
+            let short = braid_api::type_url::short_name(ty.type_url()).unwrap_or("unknown");
+            let _ = writeln!(
+                out,
+                "braid_control_resources{{type=\"{short}\"}} {}",
+                self.resources[ty as usize].load(Relaxed)
+            );
+        }
+        out
+    }
+}

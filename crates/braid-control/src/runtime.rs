@@ -1,0 +1,191 @@
+//! Wiring: load the configuration once, then run the source watcher, the
+//! index publisher, the gRPC server (xDS + debug) and the admin endpoint.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use braid_api::{
+    braid::admin::v1alpha1::control_plane_debug_server::ControlPlaneDebugServer,
+    envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    Config,
+    debug::DebugState,
+    index::{
+        Index,
+        publisher::{self, Debounce},
+    },
+    metrics::Metrics,
+    snapshot::Snapshot,
+    source::{ConfigErrors, file::FileSource},
+    xds::{AdsServer, Registry},
+};
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address is taken or not allowed.
+    #[error("cannot listen on {addr} ({what}): {source}; pick another address with --{flag}")]
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration directory cannot be read.
+    #[error(transparent)]
+    Source(#[from] crate::source::file::FileSourceError),
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    xds_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    errors: ConfigErrors,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+// === impl ControlPlane ===
+
+impl ControlPlane {
+    /// Loads the configuration directory and starts serving. Returns once the
+    /// listeners are bound and the initial configuration is published, so a
+    /// proxy that connects right away gets the complete state.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let xds = bind(config.xds_listen, "xDS", "xds-listen").await?;
+        let admin = bind(config.admin_listen, "admin", "admin-listen").await?;
+        let xds_addr = local_addr(&xds, config.xds_listen);
+        let admin_addr = local_addr(&admin, config.admin_listen);
+
+        let errors = ConfigErrors::default();
+        let metrics = Arc::new(Metrics::default());
+        let mut source =
+            FileSource::new(&config.config_dir, config.mesh_settings(), errors.clone());
+        let watcher = source.watch()?;
+        let mut index = Index::new(config.mesh_settings());
+        let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        publisher::apply_and_publish(&mut index, source.scan()?, &snapshot_tx, &metrics);
+        tracing::info!(
+            dir = %config.config_dir.display(),
+            version = snapshots.borrow().version,
+            errors = errors.list().len(),
+            "initial configuration loaded"
+        );
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (change_tx, change_rx) = mpsc::channel(64);
+        let debounce = Debounce {
+            quiet: config.debounce,
+            max: config.max_debounce,
+        };
+        let registry = Arc::new(Registry::default());
+        let debug = DebugState {
+            registry: registry.clone(),
+            snapshots: snapshots.clone(),
+            errors: errors.clone(),
+        };
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(source.run(watcher, change_tx)));
+        tasks.push(tokio::spawn(publisher::run(
+            index,
+            change_rx,
+            snapshot_tx,
+            debounce,
+            metrics.clone(),
+        )));
+        let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone());
+        let grpc = tonic::transport::Server::builder()
+            .add_service(AggregatedDiscoveryServiceServer::new(ads))
+            .add_service(ControlPlaneDebugServer::new(debug.clone()));
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = TcpListenerStream::new(xds);
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, stopped).await {
+                tracing::error!(error = %e, "xDS server failed");
+            }
+        }));
+        tasks.push(tokio::spawn(crate::admin::serve(
+            admin,
+            debug,
+            metrics,
+            shutdown_rx,
+        )));
+        tracing::info!(%xds_addr, %admin_addr, "control plane serving");
+        Ok(Self {
+            xds_addr,
+            admin_addr,
+            shutdown,
+            snapshots,
+            errors,
+            tasks,
+        })
+    }
+
+    /// The bound xDS/debug gRPC address.
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds_addr
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The newest published configuration version (0 before anything loaded).
+    pub fn version(&self) -> u64 {
+        self.snapshots.borrow().version
+    }
+
+    /// Current configuration errors.
+    pub fn config_errors(&self) -> Vec<crate::source::ConfigError> {
+        self.errors.list()
+    }
+
+    /// Stops serving: closes the listeners and every stream, then waits for
+    /// the tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            // The watcher and publisher have no shutdown signal of their own;
+            // they hold no state worth flushing.
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            flag,
+            addr,
+            source,
+        })
+}
+
+fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}

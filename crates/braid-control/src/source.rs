@@ -1,0 +1,167 @@
+//! Configuration sources: they turn Kubernetes objects into [`Change`]s for
+//! the index. Two implementations share this vocabulary: the YAML directory
+//! ([`file`]) and, later, kube-rs watchers.
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use k8s_openapi::api::{
+    core::v1::{Namespace, Pod, Service, ServiceAccount},
+    discovery::v1::EndpointSlice,
+};
+use serde::Serialize;
+
+pub mod document;
+pub mod file;
+
+/// A Kubernetes object the control plane understands, already validated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KubeObject {
+    /// `v1 Namespace`.
+    Namespace(Namespace),
+    /// `v1 Pod`.
+    Pod(Pod),
+    /// `v1 Service`.
+    Service(Service),
+    /// `discovery.k8s.io/v1 EndpointSlice`.
+    EndpointSlice(EndpointSlice),
+    /// `v1 ServiceAccount`.
+    ServiceAccount(ServiceAccount),
+    /// `braid.dev/v1alpha1 AuthorizationPolicy`, translated at the edge.
+    AuthorizationPolicy(braid_model::AuthorizationPolicy),
+}
+
+/// The kinds of [`KubeObject`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    /// Namespace (cluster-scoped).
+    Namespace,
+    /// Pod.
+    Pod,
+    /// Service.
+    Service,
+    /// EndpointSlice.
+    EndpointSlice,
+    /// ServiceAccount.
+    ServiceAccount,
+    /// AuthorizationPolicy.
+    AuthorizationPolicy,
+}
+
+/// Identifies one object: kind, namespace (empty when cluster-scoped), name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectKey {
+    /// Kind of the object.
+    pub kind: Kind,
+    /// Namespace; empty for cluster-scoped kinds.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// One change a source reports.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// The object was created or updated.
+    Apply(ObjectKey, Arc<KubeObject>),
+    /// The object is gone.
+    Delete(ObjectKey),
+}
+
+/// A document that could not be loaded; shown in the log and on the admin endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigError {
+    /// The file (or, for other sources, the object reference).
+    pub file: PathBuf,
+    /// 0-based index of the YAML document in the file; `None` for file-level errors.
+    pub document: Option<usize>,
+    /// Field path such as `spec.ports[0].port`; empty when not field-specific.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+// === impl Kind ===
+
+impl Kind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespace => "Namespace",
+            Self::Pod => "Pod",
+            Self::Service => "Service",
+            Self::EndpointSlice => "EndpointSlice",
+            Self::ServiceAccount => "ServiceAccount",
+            Self::AuthorizationPolicy => "AuthorizationPolicy",
+        }
+    }
+}
+
+// === impl KubeObject ===
+
+impl KubeObject {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Namespace(_) => Kind::Namespace,
+            Self::Pod(_) => Kind::Pod,
+            Self::Service(_) => Kind::Service,
+            Self::EndpointSlice(_) => Kind::EndpointSlice,
+            Self::ServiceAccount(_) => Kind::ServiceAccount,
+            Self::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+        }
+    }
+}
+
+// === impl ObjectKey ===
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind.as_str(), self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+        }
+    }
+}
+
+// === impl ConfigError ===
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(doc) = self.document {
+            write!(f, ": document {doc}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": field {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The current configuration errors, by file; shared by the sources (which
+/// write) and the admin and debug endpoints (which read).
+#[derive(Clone, Debug, Default)]
+pub struct ConfigErrors(
+    Arc<std::sync::Mutex<std::collections::BTreeMap<PathBuf, Vec<ConfigError>>>>,
+);
+
+// === impl ConfigErrors ===
+
+impl ConfigErrors {
+    /// Replaces the errors of `file`; an empty list clears them.
+    pub fn set(&self, file: &std::path::Path, errors: Vec<ConfigError>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if errors.is_empty() {
+            map.remove(file);
+        } else {
+            map.insert(file.to_path_buf(), errors);
+        }
+    }
+
+    /// Every current error, ordered by file and document.
+    pub fn list(&self) -> Vec<ConfigError> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().flatten().cloned().collect()
+    }
+}

@@ -1,0 +1,348 @@
+//! The per-stream Delta xDS state machine: what each connected proxy
+//! subscribed to, which resource versions it holds, and which responses it
+//! has (N)ACKed. Pure: requests and snapshots in, responses out.
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use braid_api::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
+};
+use serde::Serialize;
+
+use crate::snapshot::{Resource, ResourceType, Snapshot};
+
+/// Responses awaiting an ACK that a stream remembers; older ones are
+/// forgotten (an ACK for them is then ignored as stale).
+const MAX_INFLIGHT: usize = 32;
+
+/// The wildcard resource name.
+const WILDCARD: &str = "*";
+
+/// One proxy's stream.
+#[derive(Debug)]
+pub struct StreamState {
+    /// The node id the proxy sent (first request of the stream).
+    pub node_id: String,
+    /// The client's `user_agent_name`.
+    pub user_agent: String,
+    /// Remote address.
+    pub peer: String,
+    /// When the stream opened.
+    pub connected_at: SystemTime,
+    types: HashMap<ResourceType, TypeState>,
+    next_nonce: u64,
+}
+
+/// What happened to one request, for metrics.
+#[derive(Debug, Default, PartialEq)]
+pub struct RequestOutcome {
+    /// A response to send.
+    pub response: Option<DeltaDiscoveryResponse>,
+    /// The request ACKed a response.
+    pub acked: bool,
+    /// The request NACKed a response.
+    pub nacked: bool,
+}
+
+#[derive(Debug, Default)]
+struct TypeState {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// name -> version the proxy holds, as far as we know.
+    sent: HashMap<String, String>,
+    /// Snapshot version this type was last brought up to.
+    synced: u64,
+    inflight: VecDeque<(String, u64)>,
+    acked_version: Option<u64>,
+    sent_version: Option<u64>,
+    last_nack: Option<Nack>,
+    /// The newest answered response was a NACK.
+    nacked: bool,
+}
+
+/// A rejected response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Nack {
+    /// Nonce of the rejected response.
+    pub nonce: String,
+    /// Snapshot version of the rejected response.
+    pub version: u64,
+    /// The proxy's reason.
+    pub reason: String,
+    /// When it arrived.
+    pub at: SystemTime,
+}
+
+/// Sync state of one type on one stream, for `proxy-status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeStatus {
+    /// The type URL.
+    pub type_url: &'static str,
+    /// Snapshot version of the last ACKed response.
+    pub acked_version: Option<u64>,
+    /// Snapshot version of the last response sent.
+    pub sent_version: Option<u64>,
+    /// Everything subscribed is sent and ACKed at the newest snapshot.
+    pub in_sync: bool,
+    /// Resources the proxy holds.
+    pub resources: usize,
+    /// Wildcard subscription.
+    pub wildcard: bool,
+    /// The last NACK, if any.
+    pub last_nack: Option<Nack>,
+}
+
+// === impl StreamState ===
+
+impl StreamState {
+    /// A new stream from `peer`.
+    pub fn new(peer: String) -> Self {
+        Self {
+            node_id: String::new(),
+            user_agent: String::new(),
+            peer,
+            connected_at: SystemTime::now(),
+            types: HashMap::new(),
+            next_nonce: 0,
+        }
+    }
+
+    /// Handles one request against the current snapshot.
+    pub fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> RequestOutcome {
+        let mut outcome = RequestOutcome::default();
+        if let Some(node) = &req.node {
+            if self.node_id.is_empty() {
+                self.node_id.clone_from(&node.id);
+                self.user_agent.clone_from(&node.user_agent_name);
+            }
+        }
+        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+            tracing::warn!(node = %self.node_id, type_url = %req.type_url, "ignoring request for a type this control plane does not serve");
+            return outcome;
+        };
+        let first = !self.types.contains_key(&ty);
+        let state = self.types.entry(ty).or_default();
+        if !req.response_nonce.is_empty() {
+            match state.answer(&req) {
+                Some(true) => outcome.acked = true,
+                Some(false) => outcome.nacked = true,
+                None => {}
+            }
+        }
+        let mut full = first;
+        let mut forced = BTreeSet::new();
+        if first {
+            // Reconnect: the proxy already holds these; only differences are sent.
+            state.sent = req.initial_resource_versions.into_iter().collect();
+            // Legacy wildcard: a first request that names nothing means "everything".
+            if req.resource_names_subscribe.is_empty() && req.resource_names_unsubscribe.is_empty()
+            {
+                state.wildcard = true;
+            }
+        }
+        for name in req.resource_names_subscribe {
+            if name == WILDCARD {
+                full |= !state.wildcard;
+                state.wildcard = true;
+            } else {
+                state.names.insert(name.clone());
+                // The protocol requires answering every named subscription,
+                // even when the proxy seems to hold the current version.
+                if !first {
+                    state.sent.remove(&name);
+                }
+                forced.insert(name);
+            }
+        }
+        for name in req.resource_names_unsubscribe {
+            if name == WILDCARD {
+                state.wildcard = false;
+            } else {
+                state.names.remove(&name);
+            }
+        }
+        state
+            .sent
+            .retain(|name, _| state.wildcard || state.names.contains(name));
+        let response = if full {
+            let names: Vec<String> = snapshot
+                .resources(ty)
+                .keys()
+                .cloned()
+                .chain(state.sent.keys().cloned())
+                .chain(forced)
+                .collect();
+            state.diff(ty, snapshot, names, true)
+        } else if !forced.is_empty() {
+            state.diff(ty, snapshot, forced, true)
+        } else {
+            None
+        };
+        if first || full {
+            state.synced = snapshot.version;
+        }
+        outcome.response = response.map(|r| self.stamp(ty, r, snapshot.version));
+        outcome
+    }
+
+    /// The responses a new snapshot calls for, one per type at most.
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        let mut out = Vec::new();
+        let mut types: Vec<ResourceType> = self.types.keys().copied().collect();
+        types.sort();
+        for ty in types {
+            let Some(state) = self.types.get_mut(&ty) else {
+                continue;
+            };
+            if state.synced >= snapshot.version {
+                continue;
+            }
+            let names: Vec<String> = match snapshot.changed_since(ty, state.synced) {
+                Some(names) => names.into_iter().collect(),
+                None => snapshot
+                    .resources(ty)
+                    .keys()
+                    .cloned()
+                    .chain(state.sent.keys().cloned())
+                    .collect(),
+            };
+            state.synced = snapshot.version;
+            if let Some(r) = state.diff(ty, snapshot, names, false) {
+                out.push(self.stamp(ty, r, snapshot.version));
+            }
+        }
+        out
+    }
+
+    /// The sync state of every type this stream requested.
+    pub fn status(&self, current_version: u64) -> Vec<TypeStatus> {
+        let mut out: Vec<TypeStatus> = self
+            .types
+            .iter()
+            .map(|(ty, s)| TypeStatus {
+                type_url: ty.type_url(),
+                acked_version: s.acked_version,
+                sent_version: s.sent_version,
+                in_sync: s.inflight.is_empty() && !s.nacked && s.synced >= current_version,
+                resources: s.sent.len(),
+                wildcard: s.wildcard,
+                last_nack: s.last_nack.clone(),
+            })
+            .collect();
+        out.sort_by_key(|s| s.type_url);
+        out
+    }
+
+    fn stamp(
+        &mut self,
+        ty: ResourceType,
+        mut response: DeltaDiscoveryResponse,
+        version: u64,
+    ) -> DeltaDiscoveryResponse {
+        self.next_nonce += 1;
+        response.nonce = self.next_nonce.to_string();
+        response.system_version_info = version.to_string();
+        if let Some(state) = self.types.get_mut(&ty) {
+            state.inflight.push_back((response.nonce.clone(), version));
+            if state.inflight.len() > MAX_INFLIGHT {
+                state.inflight.pop_front();
+            }
+            state.sent_version = Some(version);
+        }
+        response
+    }
+}
+
+// === impl TypeState ===
+
+impl TypeState {
+    fn subscribed(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+
+    /// Records an ACK (`Some(true)`) or NACK (`Some(false)`); `None` for a stale nonce.
+    fn answer(&mut self, req: &DeltaDiscoveryRequest) -> Option<bool> {
+        let pos = self
+            .inflight
+            .iter()
+            .position(|(n, _)| *n == req.response_nonce)?;
+        let (nonce, version) = self.inflight.drain(..=pos).last()?;
+        match &req.error_detail {
+            Some(status) => {
+                self.last_nack = Some(Nack {
+                    nonce,
+                    version,
+                    reason: status.message.clone(),
+                    at: SystemTime::now(),
+                });
+                self.nacked = true;
+                Some(false)
+            }
+            None => {
+                self.acked_version = Some(version);
+                self.nacked = false;
+                Some(true)
+            }
+        }
+    }
+
+    /// Builds a response for `names`: resources whose version the proxy lacks,
+    /// and removals for names it holds that are gone. With `always`, an empty
+    /// response is still returned (the proxy is waiting for an answer).
+    fn diff(
+        &mut self,
+        ty: ResourceType,
+        snapshot: &Snapshot,
+        names: impl IntoIterator<Item = String>,
+        always: bool,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let resources = snapshot.resources(ty);
+        let mut response = DeltaDiscoveryResponse {
+            type_url: ty.type_url().to_string(),
+            ..Default::default()
+        };
+        let mut seen = BTreeSet::new();
+        for name in names {
+            if !seen.insert(name.clone()) || !self.subscribed(&name) {
+                continue;
+            }
+            match resources.get(&name) {
+                Some(resource) => {
+                    if self.sent.get(&name) != Some(&resource.version) {
+                        self.sent.insert(name, resource.version.clone());
+                        response.resources.push(to_wire(resource));
+                    }
+                }
+                None => {
+                    // Tell the proxy about removals, and answer a named
+                    // subscription for something that does not exist.
+                    if self.sent.remove(&name).is_some() || (always && !self.wildcard) {
+                        response.removed_resources.push(name);
+                    }
+                }
+            }
+        }
+        (always || !response.resources.is_empty() || !response.removed_resources.is_empty())
+            .then_some(response)
+    }
+}
+
+fn to_wire(resource: &Arc<Resource>) -> WireResource {
+    WireResource {
+        name: resource.name.clone(),
+        version: resource.version.clone(),
+        resource: Some(resource.body.clone()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;
