@@ -27,7 +27,7 @@ pub(crate) struct Args {
     /// Do not write anything; fail if a generated file is out of date,
     /// missing or stale.
     #[arg(long)]
-    check: bool,
+    pub(crate) check: bool,
 }
 
 /// A difference between the directory and what codegen would write.

@@ -6,6 +6,7 @@
 //! * `cargo xtask codegen [--check]` — write the generated artefacts
 //!   (`manifests/crds/*.yaml` from `braid-crd`), or with `--check` fail when
 //!   the checked-in copies drifted from the Rust types (what CI runs).
+//! * `cargo xtask test` — the whole test suite exactly as CI runs it.
 //!
 //! This is a development tool, not part of the product: nothing ships in it,
 //! and no other crate depends on it. Each command lives in its own module
@@ -20,6 +21,7 @@ use std::{
 use clap::{Parser, Subcommand};
 
 mod codegen;
+mod test;
 
 /// Braid repository automation.
 #[derive(Debug, Parser)]
@@ -34,6 +36,8 @@ struct Cli {
 enum Command {
     /// Generate the CRD manifests under manifests/crds/ from the Rust types.
     Codegen(codegen::Args),
+    /// Run the whole test suite as CI does: fmt, clippy, codegen --check, cargo test.
+    Test(test::Args),
 }
 
 /// Prints errors with their causes (`{:#}`) and exits 1; no backtrace, since
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let root = project_root();
     let result = match cli.command {
         Command::Codegen(args) => codegen::run(&args, &root),
+        Command::Test(args) => test::run(&args, &root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

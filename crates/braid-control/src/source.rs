@@ -15,6 +15,10 @@ pub mod file;
 
 /// A Kubernetes object the control plane understands, already validated.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "objects travel behind an Arc, so the variant size is paid once"
+)]
 pub enum KubeObject {
     /// `v1 Namespace`.
     Namespace(Namespace),

@@ -118,11 +118,11 @@ impl StreamState {
         snapshot: &Snapshot,
     ) -> RequestOutcome {
         let mut outcome = RequestOutcome::default();
-        if let Some(node) = &req.node {
-            if self.node_id.is_empty() {
-                self.node_id.clone_from(&node.id);
-                self.user_agent.clone_from(&node.user_agent_name);
-            }
+        if let Some(node) = &req.node
+            && self.node_id.is_empty()
+        {
+            self.node_id.clone_from(&node.id);
+            self.user_agent.clone_from(&node.user_agent_name);
         }
         let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
             tracing::warn!(node = %self.node_id, type_url = %req.type_url, "ignoring request for a type this control plane does not serve");
@@ -274,7 +274,7 @@ impl TypeState {
             .inflight
             .iter()
             .position(|(n, _)| *n == req.response_nonce)?;
-        let (nonce, version) = self.inflight.drain(..=pos).last()?;
+        let (nonce, version) = self.inflight.drain(..=pos).next_back()?;
         match &req.error_detail {
             Some(status) => {
                 self.last_nack = Some(Nack {

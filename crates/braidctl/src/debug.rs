@@ -1,0 +1,246 @@
+//! `proxy-status` and `config-errors`: read-only views served by the control
+//! plane's debug gRPC API on its xDS port.
+
+use std::{fmt::Write as _, process::ExitCode};
+
+use anyhow::Context as _;
+use braid_api::{
+    braid::admin::v1alpha1::{
+        ConfigErrorsRequest, ProxyStatusRequest, ProxyStatusResponse,
+        control_plane_debug_client::ControlPlaneDebugClient,
+    },
+    type_url,
+};
+
+use crate::ControlPlane;
+
+/// Arguments of `braidctl proxy-status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProxyStatusArgs {
+    #[command(flatten)]
+    control_plane: ControlPlane,
+    /// Print the raw status as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `braidctl config-errors`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConfigErrorsArgs {
+    #[command(flatten)]
+    control_plane: ControlPlane,
+}
+
+async fn connect(
+    cp: &ControlPlane,
+) -> anyhow::Result<ControlPlaneDebugClient<tonic::transport::Channel>> {
+    ControlPlaneDebugClient::connect(cp.uri()).await.with_context(|| {
+        format!("cannot reach the control plane at {}; is braid-control running? (set --control-plane)", cp.address)
+    })
+}
+
+/// Prints every connected proxy; exits 1 when one is out of sync or NACKed,
+/// so scripts can wait for convergence.
+pub(crate) async fn proxy_status(args: ProxyStatusArgs) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.control_plane).await?;
+    let status = client
+        .proxy_status(ProxyStatusRequest {})
+        .await
+        .context("proxy-status request failed")?
+        .into_inner();
+    let all_synced = status
+        .proxies
+        .iter()
+        .all(|p| p.types.iter().all(|t| t.in_sync));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json_view(&status))?);
+    } else {
+        print!("{}", table(&status));
+    }
+    Ok(if all_synced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Renders the status as an aligned table, one row per proxy and type.
+fn table(status: &ProxyStatusResponse) -> String {
+    let mut rows = vec![
+        [
+            "NODE",
+            "PEER",
+            "TYPE",
+            "SENT",
+            "ACKED",
+            "STATE",
+            "RESOURCES",
+            "LAST NACK",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &status.proxies {
+        for t in &p.types {
+            let state = if t.in_sync {
+                "SYNCED"
+            } else if t
+                .last_nack
+                .as_ref()
+                .is_some_and(|n| n.version == t.sent_version)
+            {
+                "NACKED"
+            } else {
+                "STALE"
+            };
+            let nack = t.last_nack.as_ref().map_or_else(
+                || "-".to_string(),
+                |n| format!("v{}: {}", n.version, n.reason),
+            );
+            rows.push(vec![
+                p.node_id.clone(),
+                p.peer.clone(),
+                type_url::short_name(&t.type_url)
+                    .unwrap_or(&t.type_url)
+                    .to_string(),
+                dash(&t.sent_version),
+                dash(&t.acked_version),
+                state.to_string(),
+                t.resources.to_string(),
+                nack,
+            ]);
+        }
+    }
+    let mut out = format!(
+        "control plane version {} · {} proxies\n",
+        status.current_version,
+        status.proxies.len()
+    );
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let last = row.len() - 1;
+        for (i, cell) in row.iter().enumerate() {
+            if i == last {
+                let _ = writeln!(out, "{cell}");
+            } else {
+                let _ = write!(out, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+    }
+    out
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn json_view(status: &ProxyStatusResponse) -> serde_json::Value {
+    serde_json::json!({
+        "current_version": status.current_version,
+        "proxies": status.proxies.iter().map(|p| serde_json::json!({
+            "node_id": p.node_id,
+            "peer": p.peer,
+            "user_agent": p.user_agent,
+            "types": p.types.iter().map(|t| serde_json::json!({
+                "type_url": t.type_url,
+                "sent_version": t.sent_version,
+                "acked_version": t.acked_version,
+                "in_sync": t.in_sync,
+                "resources": t.resources,
+                "wildcard": t.wildcard,
+                "last_nack": t.last_nack.as_ref().map(|n| serde_json::json!({
+                    "nonce": n.nonce, "version": n.version, "reason": n.reason,
+                })),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints rejected documents; exits 1 when there are any.
+pub(crate) async fn config_errors(args: ConfigErrorsArgs) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.control_plane).await?;
+    let errors = client
+        .config_errors(ConfigErrorsRequest {})
+        .await
+        .context("config-errors request failed")?
+        .into_inner()
+        .errors;
+    if errors.is_empty() {
+        println!("no configuration errors");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &errors {
+        let mut line = e.file.clone();
+        if e.document >= 0 {
+            let _ = write!(line, ": document {}", e.document);
+        }
+        if !e.field.is_empty() {
+            let _ = write!(line, ": field {}", e.field);
+        }
+        println!("{line}: {}", e.message);
+    }
+    Ok(ExitCode::from(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use braid_api::braid::admin::v1alpha1::{Nack, ProxyStatus, TypeStatus};
+
+    use super::*;
+
+    #[test]
+    fn table_marks_nacked_and_synced_types() {
+        let status = ProxyStatusResponse {
+            current_version: "7".into(),
+            proxies: vec![ProxyStatus {
+                node_id: "ztunnel~node-a".into(),
+                peer: "127.0.0.1:4000".into(),
+                types: vec![
+                    TypeStatus {
+                        type_url: type_url::WORKLOAD.into(),
+                        sent_version: "7".into(),
+                        acked_version: "7".into(),
+                        in_sync: true,
+                        resources: 3,
+                        ..Default::default()
+                    },
+                    TypeStatus {
+                        type_url: type_url::SERVICE.into(),
+                        sent_version: "7".into(),
+                        acked_version: "6".into(),
+                        last_nack: Some(Nack {
+                            nonce: "9".into(),
+                            version: "7".into(),
+                            reason: "bad port".into(),
+                            at: None,
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+        };
+        let out = table(&status);
+        assert!(
+            out.starts_with("control plane version 7 · 1 proxies\n"),
+            "{out}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[2].contains("workload") && lines[2].contains("SYNCED"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains("service")
+                && lines[3].contains("NACKED")
+                && lines[3].ends_with("v7: bad port"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! `cargo xtask test`: the whole test suite, exactly as CI runs it
+//! (`.ci/run` calls this). Installs what it needs, then runs formatting,
+//! lints, generated-file drift checks and every test.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Skip `cargo fmt --check` and clippy (for a quick local loop).
+    #[arg(long)]
+    pub(crate) no_lint: bool,
+}
+
+/// Runs every step, stopping at the first failure.
+pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
+    let mut timings: Vec<(&str, Duration)> = Vec::new();
+    let mut step =
+        |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
+            eprintln!("==> {name}");
+            let start = Instant::now();
+            f().with_context(|| format!("step failed: {name}"))?;
+            timings.push((name, start.elapsed()));
+            Ok(())
+        };
+    step("tools", &mut || ensure_go())?;
+    if !args.no_lint {
+        step("cargo fmt --check", &mut || {
+            cargo(root, &["fmt", "--all", "--", "--check"])
+        })?;
+        step("cargo clippy", &mut || {
+            cargo(
+                root,
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )
+        })?;
+    }
+    step("codegen --check", &mut || {
+        crate::codegen::run(&crate::codegen::Args { check: true }, root)
+    })?;
+    step("cargo test", &mut || {
+        cargo(
+            root,
+            &["test", "--workspace", "--all-features", "--no-fail-fast"],
+        )
+    })?;
+    eprintln!("\nall steps passed:");
+    for (name, took) in timings {
+        eprintln!("  {name:<20} {:>6.1}s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The xDS interop test builds a Go client. Go is installed from Debian when
+/// missing (as root); the module's `toolchain` line then fetches the Go
+/// release it needs from the Go module proxy.
+fn ensure_go() -> anyhow::Result<()> {
+    if which("go") {
+        return Ok(());
+    }
+    if !is_root() || !which("apt-get") {
+        bail!("Go is missing: install it (e.g. `apt-get install -y golang-go`) and run again");
+    }
+    eprintln!("Go is missing; installing golang-go from Debian");
+    apt_install(&["golang-go"])
+}
+
+/// `apt-get update` then `apt-get install -y <packages>`.
+pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let update = Command::new("apt-get")
+        .arg("update")
+        .status()
+        .context("cannot run apt-get")?;
+    if !update.success() {
+        bail!("`apt-get update` failed ({update})");
+    }
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get")?;
+    if !install.success() {
+        bail!(
+            "`apt-get install {}` failed ({install})",
+            packages.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
