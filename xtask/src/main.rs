@@ -7,6 +7,8 @@
 //!   (`manifests/crds/*.yaml` from `braid-crd`), or with `--check` fail when
 //!   the checked-in copies drifted from the Rust types (what CI runs).
 //! * `cargo xtask test` — the whole test suite exactly as CI runs it.
+//! * `cargo xtask quickstart [--keep]` — the README's first command: the
+//!   control plane on `examples/`, shown with braidctl.
 //!
 //! This is a development tool, not part of the product: nothing ships in it,
 //! and no other crate depends on it. Each command lives in its own module
@@ -21,6 +23,7 @@ use std::{
 use clap::{Parser, Subcommand};
 
 mod codegen;
+mod quickstart;
 mod test;
 
 /// Braid repository automation.
@@ -36,6 +39,8 @@ struct Cli {
 enum Command {
     /// Generate the CRD manifests under manifests/crds/ from the Rust types.
     Codegen(codegen::Args),
+    /// Run the control plane on examples/ and show what it serves with braidctl.
+    Quickstart(quickstart::Args),
     /// Run the whole test suite as CI does: fmt, clippy, codegen --check, cargo test.
     Test(test::Args),
 }
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Codegen(args) => codegen::run(&args, &root),
         Command::Test(args) => test::run(&args, &root),
+        Command::Quickstart(args) => quickstart::run(&args, &root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub nacks: AtomicU64,
     /// Streams currently open.
     pub connected: AtomicU64,
+    /// Rescans of the configuration directory.
+    pub config_scans: AtomicU64,
 }
 
 // === impl Metrics ===
@@ -79,6 +81,12 @@ impl Metrics {
             "NACKs received.",
             "counter",
             self.nacks.load(Relaxed),
+        );
+        gauge(
+            "braid_control_config_scans_total",
+            "Rescans of the configuration directory (one per settled burst of file events).",
+            "counter",
+            self.config_scans.load(Relaxed),
         );
         gauge(
             "braid_control_config_errors",

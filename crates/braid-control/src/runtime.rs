@@ -55,6 +55,7 @@ pub struct ControlPlane {
     shutdown: watch::Sender<bool>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     errors: ConfigErrors,
+    metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -99,7 +100,11 @@ impl ControlPlane {
         };
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(source.run(watcher, change_tx)));
+        tasks.push(tokio::spawn(source.run(
+            watcher,
+            change_tx,
+            metrics.clone(),
+        )));
         tasks.push(tokio::spawn(publisher::run(
             index,
             change_rx,
@@ -124,7 +129,7 @@ impl ControlPlane {
         tasks.push(tokio::spawn(crate::admin::serve(
             admin,
             debug,
-            metrics,
+            metrics.clone(),
             shutdown_rx,
         )));
         tracing::info!(%xds_addr, %admin_addr, "control plane serving");
@@ -134,6 +139,7 @@ impl ControlPlane {
             shutdown,
             snapshots,
             errors,
+            metrics,
             tasks,
         })
     }
@@ -151,6 +157,11 @@ impl ControlPlane {
     /// The newest published configuration version (0 before anything loaded).
     pub fn version(&self) -> u64 {
         self.snapshots.borrow().version
+    }
+
+    /// Counters and gauges (as on the admin endpoint's `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Current configuration errors.

@@ -163,6 +163,12 @@ impl ConfigErrors {
         }
     }
 
+    /// The current errors of `file`.
+    pub fn get(&self, file: &std::path::Path) -> Vec<ConfigError> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(file).cloned().unwrap_or_default()
+    }
+
     /// Every current error, ordered by file and document.
     pub fn list(&self) -> Vec<ConfigError> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -192,3 +192,31 @@ async fn the_same_object_in_two_files_is_rejected_until_one_goes() -> anyhow::Re
     h.cp.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_watcher_goes_quiet_after_a_change_even_with_a_broken_file() -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let h = Harness::start(
+        &[("ok.yaml", pod("shop", "ok", "198.18.0.1", "ok"))],
+        |_| {},
+    )
+    .await?;
+    h.write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: 1}\n",
+    )?;
+    eventually(|| async { !h.cp.config_errors().is_empty() }).await?;
+    // Reading files must not trigger more rescans (inotify reports reads as
+    // access events); a few from the write itself are fine, a loop is not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = h.cp.metrics().config_scans.load(Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        h.cp.metrics().config_scans.load(Relaxed),
+        settled,
+        "rescans continue without file changes"
+    );
+    assert!(settled <= 3, "one write caused {settled} rescans");
+    h.cp.shutdown().await;
+    Ok(())
+}

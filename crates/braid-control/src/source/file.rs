@@ -24,6 +24,9 @@ use super::{
 /// write-rename-chmod dance becomes one rescan.
 const SETTLE: Duration = Duration::from_millis(15);
 
+/// The longest a rescan waits for events to settle.
+const MAX_SETTLE: Duration = Duration::from_millis(250);
+
 /// Rescan even without events now and then, in case the watcher missed some
 /// (e.g. inotify queue overflow).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
@@ -62,7 +65,7 @@ pub struct FileSource {
 /// A live watch on the directory; dropping it stops the watch.
 pub struct DirWatcher {
     _watcher: notify::RecommendedWatcher,
-    events: mpsc::UnboundedReceiver<bool>,
+    events: mpsc::UnboundedReceiver<()>,
 }
 
 impl std::fmt::Debug for DirWatcher {
@@ -134,8 +137,13 @@ impl FileSource {
         let (event_tx, events) = mpsc::unbounded_channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Our own reads produce access events; reacting to them would
+                // rescan forever. Errors (e.g. a queue overflow) do warrant one.
+                if event.is_ok_and(|e| e.kind.is_access()) {
+                    return;
+                }
                 // The receiver only needs a wake-up; the rescan finds what changed.
-                let _ = event_tx.send(event.is_ok());
+                let _ = event_tx.send(());
             })
             .map_err(|source| FileSourceError::Watch {
                 path: self.root.clone(),
@@ -155,7 +163,12 @@ impl FileSource {
 
     /// Rescans on every batch of file events and sends each non-empty batch
     /// of changes to `tx`, until `tx` closes.
-    pub async fn run(mut self, watcher: DirWatcher, tx: mpsc::Sender<Vec<Change>>) {
+    pub async fn run(
+        mut self,
+        watcher: DirWatcher,
+        tx: mpsc::Sender<Vec<Change>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) {
         let DirWatcher {
             _watcher,
             mut events,
@@ -166,12 +179,19 @@ impl FileSource {
                     if event.is_none() {
                         return;
                     }
-                    // Let the burst of events from one save settle.
-                    while let Ok(Some(_)) = tokio::time::timeout(SETTLE, events.recv()).await {}
+                    // Let the burst of events from one save settle, but not
+                    // forever while something writes continuously.
+                    let cap = tokio::time::Instant::now() + MAX_SETTLE;
+                    while tokio::time::Instant::now() < cap
+                        && let Ok(Some(())) = tokio::time::timeout(SETTLE, events.recv()).await
+                    {}
                 }
                 _ = tokio::time::sleep(RESCAN_INTERVAL) => {}
                 _ = tx.closed() => return,
             }
+            metrics
+                .config_scans
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let changes = match self.scan() {
                 Ok(changes) => changes,
                 Err(e) => {
@@ -298,8 +318,11 @@ impl FileSource {
                 message: e.message,
             })
             .collect();
-        for e in &errors {
-            tracing::warn!(error = %e, "rejected config file; its last good version keeps serving");
+        // Failed files are retried on every scan; log only what is new.
+        if self.errors.get(path) != errors {
+            for e in &errors {
+                tracing::warn!(error = %e, "rejected config file; its last good version keeps serving");
+            }
         }
         self.errors.set(path, errors);
     }
