@@ -65,6 +65,8 @@ fn status_to_proto(status: model::WorkloadStatus) -> wl::WorkloadStatus {
 
 fn status_from_proto(status: wl::WorkloadStatus) -> model::WorkloadStatus {
     match status {
+        // Fail closed: no new connections to a workload of unknown health.
+        wl::WorkloadStatus::Unspecified => model::WorkloadStatus::Unhealthy,
         wl::WorkloadStatus::Healthy => model::WorkloadStatus::Healthy,
         wl::WorkloadStatus::Unhealthy => model::WorkloadStatus::Unhealthy,
         wl::WorkloadStatus::Terminating => model::WorkloadStatus::Terminating,
@@ -316,6 +318,12 @@ impl TryFrom<sec::Authorization> for model::AuthorizationPolicy {
         let action = match sec::Action::try_from(p.action) {
             Ok(sec::Action::Allow) => model::Action::Allow,
             Ok(sec::Action::Deny) => model::Action::Deny,
+            Ok(sec::Action::Unspecified) => {
+                return Err(err(
+                    "action".into(),
+                    "is unset; must be ALLOW or DENY".into(),
+                ));
+            }
             Err(_) => return Err(err("action".into(), format!("unknown action {}", p.action))),
         };
         let mut rules = Vec::with_capacity(p.rules.len());

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `/healthz`, `/ready` | 200 once the initial configuration is loaded |
 //! | `/metrics` | Prometheus text |
+//! | `/debug/config` | the effective configuration (flags, env, defaults) |
 //! | `/debug/config-errors` | rejected documents (file, document, field, message) |
 //! | `/debug/proxy-status` | connected proxies and their ACK state per type |
 
@@ -62,11 +63,12 @@ fn route(req: &Request<Incoming>, debug: &DebugState, metrics: &Metrics) -> Resp
     match req.uri().path() {
         "/healthz" | "/ready" => text(StatusCode::OK, "ok\n".into()),
         "/metrics" => text(StatusCode::OK, metrics.render(debug.errors.list().len())),
+        "/debug/config" => json(debug.config.as_ref()),
         "/debug/config-errors" => json(&debug.errors.list()),
         "/debug/proxy-status" => json(&debug.proxy_status()),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /metrics, /debug/config-errors, /debug/proxy-status\n".into(),
+            "not found; try /healthz, /metrics, /debug/config, /debug/config-errors, /debug/proxy-status\n".into(),
         ),
     }
 }

@@ -50,6 +50,8 @@ pub struct DebugState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Current configuration errors.
     pub errors: ConfigErrors,
+    /// The effective configuration, for `/debug/config`.
+    pub config: Arc<crate::Config>,
 }
 
 // === impl DebugState ===

@@ -39,61 +39,64 @@ impl Metrics {
 
     /// Renders every metric; `config_errors` is read at scrape time.
     pub fn render(&self, config_errors: usize) -> String {
+        let counter = |c: &AtomicU64| c.load(Relaxed);
+        let scalars: [(&str, &str, &str, u64); 8] = [
+            (
+                "braid_control_snapshot_version",
+                "gauge",
+                "Version of the newest published configuration.",
+                counter(&self.snapshot_version),
+            ),
+            (
+                "braid_control_connected_proxies",
+                "gauge",
+                "xDS streams currently open.",
+                counter(&self.connected),
+            ),
+            (
+                "braid_control_xds_pushes_total",
+                "counter",
+                "xDS responses sent.",
+                counter(&self.pushes),
+            ),
+            (
+                "braid_control_xds_resources_sent_total",
+                "counter",
+                "Resources sent in xDS responses.",
+                counter(&self.resources_sent),
+            ),
+            (
+                "braid_control_xds_acks_total",
+                "counter",
+                "ACKs received.",
+                counter(&self.acks),
+            ),
+            (
+                "braid_control_xds_nacks_total",
+                "counter",
+                "NACKs received.",
+                counter(&self.nacks),
+            ),
+            (
+                "braid_control_config_scans_total",
+                "counter",
+                "Rescans of the configuration directory (one per settled burst of file events).",
+                counter(&self.config_scans),
+            ),
+            (
+                "braid_control_config_errors",
+                "gauge",
+                "Configuration documents currently rejected.",
+                config_errors as u64,
+            ),
+        ];
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+        for (name, kind, help, value) in scalars {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
-        };
-        gauge(
-            "braid_control_snapshot_version",
-            "Version of the newest published configuration.",
-            "gauge",
-            self.snapshot_version.load(Relaxed),
-        );
-        gauge(
-            "braid_control_connected_proxies",
-            "xDS streams currently open.",
-            "gauge",
-            self.connected.load(Relaxed),
-        );
-        gauge(
-            "braid_control_xds_pushes_total",
-            "xDS responses sent.",
-            "counter",
-            self.pushes.load(Relaxed),
-        );
-        gauge(
-            "braid_control_xds_resources_sent_total",
-            "Resources sent in xDS responses.",
-            "counter",
-            self.resources_sent.load(Relaxed),
-        );
-        gauge(
-            "braid_control_xds_acks_total",
-            "ACKs received.",
-            "counter",
-            self.acks.load(Relaxed),
-        );
-        gauge(
-            "braid_control_xds_nacks_total",
-            "NACKs received.",
-            "counter",
-            self.nacks.load(Relaxed),
-        );
-        gauge(
-            "braid_control_config_scans_total",
-            "Rescans of the configuration directory (one per settled burst of file events).",
-            "counter",
-            self.config_scans.load(Relaxed),
-        );
-        gauge(
-            "braid_control_config_errors",
-            "Configuration documents currently rejected.",
-            "gauge",
-            config_errors as u64,
-        );
+        }
         let _ = writeln!(
             out,
             "# HELP braid_control_resources Resources in the current configuration.\n# TYPE braid_control_resources gauge"

@@ -97,6 +97,7 @@ impl ControlPlane {
             registry: registry.clone(),
             snapshots: snapshots.clone(),
             errors: errors.clone(),
+            config: Arc::new(config.clone()),
         };
 
         let mut tasks = Vec::new();

@@ -4,32 +4,33 @@
 
 use std::{fmt, path::PathBuf, sync::Arc};
 
+use braid_model::k8s::PodInfo;
 use k8s_openapi::api::{
-    core::v1::{Namespace, Pod, Service, ServiceAccount},
+    core::v1::{Namespace, Service, ServiceAccount},
     discovery::v1::EndpointSlice,
 };
 use serde::Serialize;
 
 pub mod document;
 pub mod file;
+pub mod prune;
 
-/// A Kubernetes object the control plane understands, already validated.
+/// A Kubernetes object the control plane understands, already validated and
+/// stripped to what Braid reads. Pods, by far the most numerous, are kept in
+/// their compact form; the rarer kinds are boxed so every object costs only
+/// what it holds.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "objects travel behind an Arc, so the variant size is paid once"
-)]
 pub enum KubeObject {
     /// `v1 Namespace`.
-    Namespace(Namespace),
-    /// `v1 Pod`.
-    Pod(Pod),
+    Namespace(Box<Namespace>),
+    /// `v1 Pod`, as the compact [`PodInfo`].
+    Pod(PodInfo),
     /// `v1 Service`.
-    Service(Service),
+    Service(Box<Service>),
     /// `discovery.k8s.io/v1 EndpointSlice`.
-    EndpointSlice(EndpointSlice),
+    EndpointSlice(Box<EndpointSlice>),
     /// `v1 ServiceAccount`.
-    ServiceAccount(ServiceAccount),
+    ServiceAccount(Box<ServiceAccount>),
     /// `braid.dev/v1alpha1 AuthorizationPolicy`, translated at the edge.
     AuthorizationPolicy(braid_model::AuthorizationPolicy),
 }
@@ -103,6 +104,38 @@ impl Kind {
 // === impl KubeObject ===
 
 impl KubeObject {
+    /// The pod, if this is one.
+    pub fn as_pod(&self) -> Option<&PodInfo> {
+        match self {
+            Self::Pod(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The service, if this is one.
+    pub fn as_service(&self) -> Option<&Service> {
+        match self {
+            Self::Service(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The EndpointSlice, if this is one.
+    pub fn as_endpoint_slice(&self) -> Option<&EndpointSlice> {
+        match self {
+            Self::EndpointSlice(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The authorization policy, if this is one.
+    pub fn as_policy(&self) -> Option<&braid_model::AuthorizationPolicy> {
+        match self {
+            Self::AuthorizationPolicy(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {

@@ -334,16 +334,3 @@ async fn named_subscriptions_get_only_what_they_name() -> anyhow::Result<()> {
     h.cp.shutdown().await;
     Ok(())
 }
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-    let mut body = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut body)).await??;
-    Ok(body)
-}

@@ -3,6 +3,10 @@
 //!
 //! Errors name the field that is wrong (`spec.ports[1].targetPort`), so the
 //! configuration source can report file, document and field.
+//!
+//! A pod is checked once, into a [`PodInfo`]: the few fields translation
+//! reads, small enough for a control plane to keep for every pod instead of
+//! the Pod object.
 
 use k8s_openapi::api::{
     core::v1::{Namespace, Pod, Service as KubeService},
@@ -11,8 +15,11 @@ use k8s_openapi::api::{
 
 use crate::{Service, Workload};
 
+pub use pod_info::PodInfo;
+
 mod labels;
 mod pod;
+mod pod_info;
 mod ports;
 mod selector;
 mod service;
@@ -71,7 +78,8 @@ impl FieldError {
     }
 }
 
-/// Translates a pod into a workload.
+/// Translates a pod into a workload: [`PodInfo::from_pod`], then
+/// [`workload_from_info`].
 ///
 /// `namespace` is the pod's Namespace object when known (its labels supply
 /// the mode and waypoint defaults; an invalid label there counts as absent,
@@ -90,29 +98,46 @@ pub fn workload_from_pod(
     pod::workload_from_pod(pod, namespace, settings)
 }
 
+/// Translates a checked pod into a workload.
+///
+/// `namespace` is the pod's Namespace object when known: the pod's own
+/// `braid.dev/mode` label wins, else the Namespace's applies, else the pod
+/// is not in the mesh; the waypoint is the Namespace's. An invalid label on
+/// the Namespace counts as absent (see [`validate_namespace`]). Cannot fail:
+/// [`PodInfo::from_pod`] did the checking.
+pub fn workload_from_info(
+    info: &PodInfo,
+    namespace: Option<&Namespace>,
+    settings: &MeshSettings,
+) -> Workload {
+    pod::workload_from_info(info, namespace, settings)
+}
+
 /// Translates a Service into the model, resolving its endpoints.
 ///
 /// With a selector, endpoints are the `pods` (all pods of the Service's
-/// namespace may be passed; they are filtered by the selector) that have an
-/// IP, with named target ports resolved against each pod's container ports
-/// (a port the pod does not declare is left out of that endpoint). A pod
-/// gives one endpoint, at its first IP of the Service's preferred family
-/// (first `spec.ipFamilies` entry, else that of the first VIP), else at its
-/// primary IP. Without a selector, endpoints come from `slices` (the
-/// EndpointSlices labelled `kubernetes.io/service-name=<name>` in the
+/// namespace may be passed; they are filtered by namespace and selector)
+/// that have an IP, with named target ports resolved against each pod's
+/// container ports (see [`PodInfo::container_port`]; a port the pod does not
+/// declare is left out of that endpoint) and the pod's
+/// [status](PodInfo::status). A pod gives one endpoint, at its first IP of
+/// the Service's preferred family (first `spec.ipFamilies` entry, else that
+/// of the first VIP), else at its primary IP. Pods that
+/// [`PodInfo::from_pod`] rejects or skips (finished pods) have no `PodInfo`
+/// and so are no endpoints. Without a selector, endpoints come from `slices`
+/// (the EndpointSlices labelled `kubernetes.io/service-name=<name>` in the
 /// namespace): one per address, merged across slices. Either way they are
 /// sorted by address.
 ///
 /// Related objects that are themselves invalid are left out rather than
-/// failing the Service: a pod that [`workload_from_pod`] rejects is no
-/// endpoint, an EndpointSlice that [`validate_endpoint_slice`] rejects adds
-/// none, and an invalid Namespace label counts as absent. Errors concern the
-/// Service itself: its name, cluster IPs, IP families, ports and
-/// `braid.dev/waypoint` label.
+/// failing the Service: an EndpointSlice that [`validate_endpoint_slice`]
+/// rejects adds none, and an invalid Namespace label counts as absent.
+/// Errors concern the Service itself: its name, cluster IPs, IP families,
+/// ports and `braid.dev/waypoint` label.
 pub fn service_from_kube(
     service: &KubeService,
     namespace: Option<&Namespace>,
-    pods: &[&Pod],
+    pods: &[&PodInfo],
     slices: &[&EndpointSlice],
     settings: &MeshSettings,
 ) -> Result<Service, FieldError> {

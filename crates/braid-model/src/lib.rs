@@ -25,3 +25,37 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 /// The cluster DNS domain used to build service host names.
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+#[cfg(test)]
+mod tests {
+    use serde::{Serialize, de::DeserializeOwned};
+    use serde_json::json;
+
+    use super::*;
+
+    /// `value` serializes as the JSON string `expected` and reads back.
+    fn round_trips<T>(value: T, expected: &str)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_value(&value).expect("serializes");
+        assert_eq!(json, json!(expected));
+        assert_eq!(
+            serde_json::from_value::<T>(json).expect("deserializes"),
+            value
+        );
+    }
+
+    #[test]
+    fn enums_are_lowercase_in_json() {
+        round_trips(DataPlaneMode::Ambient, "ambient");
+        round_trips(WorkloadStatus::Healthy, "healthy");
+        round_trips(WorkloadStatus::Unhealthy, "unhealthy");
+        round_trips(WorkloadStatus::Terminating, "terminating");
+        round_trips(PortProtocol::Tcp, "tcp");
+        round_trips(PortProtocol::Udp, "udp");
+        round_trips(PortProtocol::Sctp, "sctp");
+        round_trips(Action::Allow, "allow");
+        round_trips(Action::Deny, "deny");
+    }
+}

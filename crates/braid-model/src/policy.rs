@@ -22,6 +22,7 @@ pub struct AuthorizationPolicy {
 
 /// What a matching policy does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Allow matching connections (and, once any ALLOW applies, only those).
     #[default]

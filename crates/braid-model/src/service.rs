@@ -44,6 +44,7 @@ pub struct ServicePort {
 
 /// Transport protocol of a service port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PortProtocol {
     /// TCP (the default).
     #[default]

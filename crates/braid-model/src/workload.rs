@@ -37,6 +37,7 @@ pub struct Workload {
 
 /// Whether a workload may receive new connections.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WorkloadStatus {
     /// Ready.
     #[default]

@@ -101,3 +101,22 @@ fn authorization_round_trips() {
         a
     );
 }
+
+#[test]
+fn unset_enums_fail_closed() {
+    let w = wl::Workload {
+        uid: "a/b".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        model::Workload::try_from(w).unwrap().status,
+        model::WorkloadStatus::Unhealthy
+    );
+    let p = sec::Authorization {
+        name: "p".into(),
+        namespace: "a".into(),
+        ..Default::default()
+    };
+    let err = model::AuthorizationPolicy::try_from(p).unwrap_err();
+    assert_eq!(err.field, "action");
+}

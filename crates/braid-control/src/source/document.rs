@@ -6,8 +6,14 @@
 
 use std::sync::Arc;
 
-use braid_model::k8s::{self, FieldError, MeshSettings};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use braid_model::k8s::{self, FieldError, MeshSettings, PodInfo};
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Pod, Service, ServiceAccount},
+        discovery::v1::EndpointSlice,
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_yaml_ng::Value;
 
@@ -100,21 +106,17 @@ fn parse_value(
     let kind = text_field("kind")?;
     let object = match (api_version.as_str(), kind.as_str()) {
         ("v1", "List") => return parse_list(value, prefix, settings, out),
-        ("v1", "Namespace") => KubeObject::Namespace(typed(value, prefix)?),
-        ("v1", "Pod") => KubeObject::Pod(typed(value, prefix)?),
-        ("v1", "Service") => KubeObject::Service(typed(value, prefix)?),
-        ("v1", "ServiceAccount") => KubeObject::ServiceAccount(typed(value, prefix)?),
-        ("discovery.k8s.io/v1", "EndpointSlice") => {
-            KubeObject::EndpointSlice(typed(value, prefix)?)
-        }
-        ("braid.dev/v1alpha1", "AuthorizationPolicy") => {
-            let mut policy: braid_crd::AuthorizationPolicy = typed(value, prefix)?;
-            require_name(&policy.metadata, prefix)?;
-            default_namespace(&mut policy.metadata);
-            let policy = braid_model::AuthorizationPolicy::try_from(&policy)
-                .map_err(|e| prefixed(e, prefix))?;
-            KubeObject::AuthorizationPolicy(policy)
-        }
+        ("v1", "Namespace") => namespace(typed(value, prefix)?),
+        ("v1", "Pod") => match pod(typed(value, prefix)?) {
+            // A finished pod is valid but not a workload (its IP may be reused).
+            Ok(None) => return Ok(()),
+            Ok(Some(object)) => Ok(object),
+            Err(e) => Err(e),
+        },
+        ("v1", "Service") => service(typed(value, prefix)?, settings),
+        ("v1", "ServiceAccount") => service_account(typed(value, prefix)?),
+        ("discovery.k8s.io/v1", "EndpointSlice") => endpoint_slice(typed(value, prefix)?),
+        ("braid.dev/v1alpha1", "AuthorizationPolicy") => policy(typed(value, prefix)?),
         _ => {
             let supported: Vec<String> =
                 SUPPORTED.iter().map(|(a, k)| format!("{a} {k}")).collect();
@@ -127,7 +129,8 @@ fn parse_value(
             ));
         }
     };
-    let object = validate(object, settings).map_err(|e| prefixed(e, prefix))?;
+    let mut object = object.map_err(|e| prefixed(e, prefix))?;
+    super::prune::prune(&mut object);
     let key = key_of(&object).ok_or_else(|| {
         FieldError::new(at("metadata.name"), "missing; every object needs a name")
     })?;
@@ -135,37 +138,51 @@ fn parse_value(
     Ok(())
 }
 
-/// Fills in defaults and checks the object with the same translation the
-/// index uses, so errors point at the file instead of surfacing later.
-fn validate(mut object: KubeObject, settings: &MeshSettings) -> Result<KubeObject, FieldError> {
-    match &mut object {
-        KubeObject::Namespace(ns) => {
-            require_name(&ns.metadata, "")?;
-            k8s::validate_namespace(ns)?;
-        }
-        KubeObject::Pod(pod) => {
-            require_name(&pod.metadata, "")?;
-            default_namespace(&mut pod.metadata);
-            k8s::workload_from_pod(pod, None, settings)?;
-        }
-        KubeObject::Service(svc) => {
-            require_name(&svc.metadata, "")?;
-            default_namespace(&mut svc.metadata);
-            k8s::service_from_kube(svc, None, &[], &[], settings)?;
-        }
-        KubeObject::ServiceAccount(sa) => {
-            require_name(&sa.metadata, "")?;
-            default_namespace(&mut sa.metadata);
-        }
-        KubeObject::EndpointSlice(slice) => {
-            require_name(&slice.metadata, "")?;
-            default_namespace(&mut slice.metadata);
-            k8s::validate_endpoint_slice(slice)?;
-        }
-        // Translated (and checked) while parsing.
-        KubeObject::AuthorizationPolicy(_) => {}
-    }
-    Ok(object)
+// Each kind: fill in defaults (kubectl's), then check it with the same
+// translation the index uses, so errors point at the file instead of
+// surfacing later.
+
+fn namespace(ns: Namespace) -> Result<KubeObject, FieldError> {
+    require_name(&ns.metadata, "")?;
+    k8s::validate_namespace(&ns)?;
+    Ok(KubeObject::Namespace(Box::new(ns)))
+}
+
+/// Pods are kept only in their compact, validated form; `None` for a
+/// finished pod.
+fn pod(mut pod: Pod) -> Result<Option<KubeObject>, FieldError> {
+    require_name(&pod.metadata, "")?;
+    default_namespace(&mut pod.metadata);
+    Ok(PodInfo::from_pod(&pod)?.map(KubeObject::Pod))
+}
+
+fn service(mut svc: Service, settings: &MeshSettings) -> Result<KubeObject, FieldError> {
+    require_name(&svc.metadata, "")?;
+    default_namespace(&mut svc.metadata);
+    k8s::service_from_kube(&svc, None, &[], &[], settings)?;
+    Ok(KubeObject::Service(Box::new(svc)))
+}
+
+fn service_account(mut sa: ServiceAccount) -> Result<KubeObject, FieldError> {
+    require_name(&sa.metadata, "")?;
+    default_namespace(&mut sa.metadata);
+    Ok(KubeObject::ServiceAccount(Box::new(sa)))
+}
+
+fn endpoint_slice(mut slice: EndpointSlice) -> Result<KubeObject, FieldError> {
+    require_name(&slice.metadata, "")?;
+    default_namespace(&mut slice.metadata);
+    k8s::validate_endpoint_slice(&slice)?;
+    Ok(KubeObject::EndpointSlice(Box::new(slice)))
+}
+
+/// Translated here, at the edge: the CRD's `TryFrom` is its complete check.
+fn policy(mut policy: braid_crd::AuthorizationPolicy) -> Result<KubeObject, FieldError> {
+    require_name(&policy.metadata, "")?;
+    default_namespace(&mut policy.metadata);
+    Ok(KubeObject::AuthorizationPolicy(
+        braid_model::AuthorizationPolicy::try_from(&policy)?,
+    ))
 }
 
 fn require_name(meta: &ObjectMeta, prefix: &str) -> Result<(), FieldError> {
@@ -224,24 +241,18 @@ fn default_namespace(meta: &mut ObjectMeta) {
 
 /// The key of an object; `None` when it has no name.
 pub fn key_of(object: &KubeObject) -> Option<ObjectKey> {
+    let namespaced = |meta: &ObjectMeta| {
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone(),
+        )
+    };
     let (namespace, name) = match object {
         KubeObject::Namespace(o) => (String::new(), o.metadata.name.clone()),
-        KubeObject::Pod(o) => (
-            o.metadata.namespace.clone().unwrap_or_default(),
-            o.metadata.name.clone(),
-        ),
-        KubeObject::Service(o) => (
-            o.metadata.namespace.clone().unwrap_or_default(),
-            o.metadata.name.clone(),
-        ),
-        KubeObject::EndpointSlice(o) => (
-            o.metadata.namespace.clone().unwrap_or_default(),
-            o.metadata.name.clone(),
-        ),
-        KubeObject::ServiceAccount(o) => (
-            o.metadata.namespace.clone().unwrap_or_default(),
-            o.metadata.name.clone(),
-        ),
+        KubeObject::Pod(p) => (p.namespace().to_string(), Some(p.name().to_string())),
+        KubeObject::Service(o) => namespaced(&o.metadata),
+        KubeObject::EndpointSlice(o) => namespaced(&o.metadata),
+        KubeObject::ServiceAccount(o) => namespaced(&o.metadata),
         KubeObject::AuthorizationPolicy(p) => (p.namespace.clone(), Some(p.name.clone())),
     };
     let name = name.filter(|n| !n.is_empty())?;

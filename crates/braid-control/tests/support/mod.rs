@@ -263,3 +263,14 @@ pub fn names(r: &DeltaDiscoveryResponse) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A plain HTTP/1.1 GET; returns the whole response (status line, headers, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut body = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut body)).await??;
+    Ok(body)
+}

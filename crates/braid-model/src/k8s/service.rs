@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 
 use k8s_openapi::api::{
-    core::v1::{Namespace, Pod, Service as KubeService, ServiceSpec},
+    core::v1::{Namespace, Service as KubeService, ServiceSpec},
     discovery::v1::EndpointSlice,
 };
 
 use super::{
-    FieldError, MeshSettings, labels, ports, selector, slices,
+    FieldError, MeshSettings, PodInfo, labels, ports, selector, slices,
     syntax::{self, IpFamily},
 };
 use crate::{Service, ServiceRef, WaypointRef};
@@ -20,7 +20,7 @@ const HEADLESS: &str = "None";
 pub(super) fn service_from_kube(
     service: &KubeService,
     namespace: Option<&Namespace>,
-    pods: &[&Pod],
+    pods: &[&PodInfo],
     slices: &[&EndpointSlice],
     settings: &MeshSettings,
 ) -> Result<Service, FieldError> {
@@ -44,9 +44,7 @@ pub(super) fn service_from_kube(
         Some(selector) => {
             let scope = selector::Scope {
                 namespace: ns,
-                namespace_object: namespace,
                 family,
-                settings,
             };
             selector::endpoints(&scope, selector, &ports, pods)
         }

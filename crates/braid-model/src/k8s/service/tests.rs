@@ -3,13 +3,21 @@ use std::{collections::BTreeMap, net::IpAddr};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{Value, json};
 
-use super::super::{FieldError, MeshSettings, fixtures::*, service_from_kube};
+use super::super::{FieldError, MeshSettings, PodInfo, fixtures::*, service_from_kube};
 use crate::{
     Endpoint, PortProtocol, Service, ServicePort, WaypointRef, WorkloadStatus, WorkloadUid,
 };
 
+/// Translates `svc` with `pods` as endpoint candidates. Like a control
+/// plane, passes only the pods that have a [`PodInfo`]: neither invalid nor
+/// finished.
 fn translate(svc: Value, ns: Option<&Namespace>, pods: &[&Pod]) -> Result<Service, FieldError> {
-    service_from_kube(&service(svc), ns, pods, &[], &MeshSettings::default())
+    let infos: Vec<PodInfo> = pods
+        .iter()
+        .filter_map(|p| PodInfo::from_pod(p).ok().flatten())
+        .collect();
+    let infos: Vec<&PodInfo> = infos.iter().collect();
+    service_from_kube(&service(svc), ns, &infos, &[], &MeshSettings::default())
 }
 
 fn spec(spec: Value) -> Value {
@@ -318,6 +326,10 @@ fn selector_endpoints_resolve_named_ports_per_pod() {
     if let Some(status) = finished.status.as_mut() {
         status.phase = Some("Succeeded".to_string());
     }
+
+    // Neither has a PodInfo, so a control plane has nothing to pass.
+    assert!(PodInfo::from_pod(&broken).is_err());
+    assert_eq!(PodInfo::from_pod(&finished), Ok(None));
 
     let pods = [
         &a, &b, &not_ready, &other_app, &other_ns, &no_ip, &broken, &finished,
