@@ -173,7 +173,7 @@ impl StreamTask {
             self.metrics.nacks.fetch_add(1, Relaxed);
             tracing::warn!(node = %state.node_id, reason = reason.as_deref().unwrap_or(""), "proxy rejected configuration (NACK)");
         }
-        outcome.response.into_iter().collect()
+        outcome.responses
     }
 
     async fn send(&self, responses: Vec<DeltaDiscoveryResponse>) -> bool {

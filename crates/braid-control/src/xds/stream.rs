@@ -19,6 +19,11 @@ use crate::snapshot::{Resource, ResourceType, Snapshot};
 /// forgotten (an ACK for them is then ignored as stale).
 const MAX_INFLIGHT: usize = 32;
 
+/// Resource bytes per response before it is split: well under the 4 MiB
+/// default message limit of gRPC clients (grpc-go, grpc-java), so standard
+/// xDS clients need no tuning.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
 /// The wildcard resource name.
 const WILDCARD: &str = "*";
 
@@ -40,8 +45,8 @@ pub struct StreamState {
 /// What happened to one request, for metrics.
 #[derive(Debug, Default, PartialEq)]
 pub struct RequestOutcome {
-    /// A response to send.
-    pub response: Option<DeltaDiscoveryResponse>,
+    /// Responses to send (several when a large answer is split).
+    pub responses: Vec<DeltaDiscoveryResponse>,
     /// The request ACKed a response.
     pub acked: bool,
     /// The request NACKed a response.
@@ -189,11 +194,13 @@ impl StreamState {
         if first || full {
             state.synced = snapshot.version;
         }
-        outcome.response = response.map(|r| self.stamp(ty, r, snapshot.version));
+        if let Some(r) = response {
+            outcome.responses = self.stamp(ty, r, snapshot.version);
+        }
         outcome
     }
 
-    /// The responses a new snapshot calls for, one per type at most.
+    /// The responses a new snapshot calls for (per type, one unless split).
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
         let mut out = Vec::new();
         let mut types: Vec<ResourceType> = self.types.keys().copied().collect();
@@ -216,7 +223,7 @@ impl StreamState {
             };
             state.synced = snapshot.version;
             if let Some(r) = state.diff(ty, snapshot, names, false) {
-                out.push(self.stamp(ty, r, snapshot.version));
+                out.extend(self.stamp(ty, r, snapshot.version));
             }
         }
         out
@@ -241,24 +248,63 @@ impl StreamState {
         out
     }
 
+    /// Splits `response` into messages of at most [`MAX_RESPONSE_BYTES`] and
+    /// gives each a nonce; every part is (N)ACKed on its own.
     fn stamp(
         &mut self,
         ty: ResourceType,
-        mut response: DeltaDiscoveryResponse,
+        response: DeltaDiscoveryResponse,
         version: u64,
-    ) -> DeltaDiscoveryResponse {
-        self.next_nonce += 1;
-        response.nonce = self.next_nonce.to_string();
-        response.system_version_info = version.to_string();
-        if let Some(state) = self.types.get_mut(&ty) {
-            state.inflight.push_back((response.nonce.clone(), version));
-            if state.inflight.len() > MAX_INFLIGHT {
-                state.inflight.pop_front();
+    ) -> Vec<DeltaDiscoveryResponse> {
+        let mut parts = split(response);
+        for part in &mut parts {
+            self.next_nonce += 1;
+            part.nonce = self.next_nonce.to_string();
+            part.system_version_info = version.to_string();
+            if let Some(state) = self.types.get_mut(&ty) {
+                state.inflight.push_back((part.nonce.clone(), version));
+                if state.inflight.len() > MAX_INFLIGHT {
+                    state.inflight.pop_front();
+                }
+                state.sent_version = Some(version);
             }
-            state.sent_version = Some(version);
         }
-        response
+        parts
     }
+}
+
+/// Splits a response so no part exceeds [`MAX_RESPONSE_BYTES`] (a part with a
+/// single larger resource is still sent). Removals ride in the last part.
+fn split(mut response: DeltaDiscoveryResponse) -> Vec<DeltaDiscoveryResponse> {
+    let size = |r: &WireResource| {
+        r.resource.as_ref().map_or(0, |a| a.value.len()) + r.name.len() + r.version.len()
+    };
+    if response.resources.iter().map(size).sum::<usize>() <= MAX_RESPONSE_BYTES {
+        return vec![response];
+    }
+    let removed = std::mem::take(&mut response.removed_resources);
+    let mut parts = Vec::new();
+    let mut current = DeltaDiscoveryResponse {
+        type_url: response.type_url.clone(),
+        ..Default::default()
+    };
+    let mut bytes = 0;
+    for resource in std::mem::take(&mut response.resources) {
+        let n = size(&resource);
+        if bytes + n > MAX_RESPONSE_BYTES && !current.resources.is_empty() {
+            let next = DeltaDiscoveryResponse {
+                type_url: response.type_url.clone(),
+                ..Default::default()
+            };
+            parts.push(std::mem::replace(&mut current, next));
+            bytes = 0;
+        }
+        bytes += n;
+        current.resources.push(resource);
+    }
+    current.removed_resources = removed;
+    parts.push(current);
+    parts
 }
 
 // === impl TypeState ===

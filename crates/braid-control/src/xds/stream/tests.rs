@@ -59,7 +59,8 @@ fn legacy_wildcard_and_empty_initial_response() {
     let empty = Snapshot::default();
     let r = s
         .on_request(request(&[]), &empty)
-        .response
+        .responses
+        .pop()
         .expect("initial request is always answered");
     assert!(r.resources.is_empty() && r.removed_resources.is_empty());
     let snap = snapshot(&empty, vec![("a/1", workload("a/1", "n"))]);
@@ -74,7 +75,8 @@ fn ack_nack_and_stale_nonces() {
     let snap1 = snapshot(&Snapshot::default(), vec![("a/1", workload("a/1", "n"))]);
     let r1 = s
         .on_request(request(&["*"]), &snap1)
-        .response
+        .responses
+        .pop()
         .expect("response");
     let snap2 = snapshot(&snap1, vec![("a/1", workload("a/1", "m"))]);
     let r2 = s.on_snapshot(&snap2).pop().expect("push");
@@ -107,17 +109,19 @@ fn resubscribing_a_held_name_resends_it_and_unsubscribe_stops_updates() {
     );
     let r = s
         .on_request(request(&["a/1"]), &snap)
-        .response
+        .responses
+        .pop()
         .expect("response");
     assert_eq!(names(&r), vec!["a/1"]);
     let again = s
         .on_request(request(&["a/1"]), &snap)
-        .response
+        .responses
+        .pop()
         .expect("resubscribe is answered");
     assert_eq!(names(&again), vec!["a/1"]);
     let mut unsub = request(&[]);
     unsub.resource_names_unsubscribe = vec!["a/1".into()];
-    assert!(s.on_request(unsub, &snap).response.is_none());
+    assert!(s.on_request(unsub, &snap).responses.is_empty());
     let snap2 = snapshot(&snap, vec![("a/1", workload("a/1", "x"))]);
     assert!(s.on_snapshot(&snap2).is_empty());
     assert_eq!(s.status(snap2.version)[0].resources, 0);
@@ -153,4 +157,52 @@ fn unknown_type_urls_are_ignored() {
         RequestOutcome::default()
     );
     assert!(s.status(0).is_empty());
+}
+
+#[test]
+fn large_answers_are_split_and_each_part_is_acked() {
+    // ~2.5 MiB of workloads: three parts under MAX_RESPONSE_BYTES.
+    let big = "x".repeat(8 * 1024);
+    let items: Vec<(String, Option<Arc<Resource>>)> = (0..320)
+        .map(|i| {
+            let name = format!("a/{i:03}");
+            let r = workload(&name, &big);
+            (name, r)
+        })
+        .collect();
+    let mut snap = snapshot(
+        &Snapshot::default(),
+        items.iter().map(|(n, r)| (n.as_str(), r.clone())).collect(),
+    );
+    snap = snapshot(&snap, vec![("a/000", None)]);
+    let mut s = StreamState::new("peer".into());
+    let parts = s.on_request(request(&["*"]), &snap).responses;
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts.iter().map(|p| p.resources.len()).sum::<usize>(), 319);
+    assert!(parts.iter().all(|p| {
+        p.resources
+            .iter()
+            .map(|r| r.resource.as_ref().map_or(0, |a| a.value.len()))
+            .sum::<usize>()
+            <= MAX_RESPONSE_BYTES
+    }));
+    assert!(
+        parts
+            .iter()
+            .map(|p| &p.nonce)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 3,
+        "one nonce each"
+    );
+    // In sync only once every part is ACKed (the last ACK covers earlier ones).
+    assert!(s.on_request(answer(&parts[0], None), &snap).acked);
+    assert!(!s.status(snap.version)[0].in_sync);
+    assert!(s.on_request(answer(&parts[2], None), &snap).acked);
+    assert!(s.status(snap.version)[0].in_sync);
+    assert_eq!(
+        parts[2].removed_resources,
+        Vec::<String>::new(),
+        "a fresh client had nothing to remove"
+    );
 }
