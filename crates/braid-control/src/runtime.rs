@@ -1,7 +1,7 @@
 //! Wiring: load the configuration once, then run the source watcher, the
 //! index publisher, the gRPC server (xDS + debug) and the admin endpoint.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use braid_api::{
     braid::admin::v1alpha1::control_plane_debug_server::ControlPlaneDebugServer,
@@ -114,7 +114,11 @@ impl ControlPlane {
             metrics.clone(),
         )));
         let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone());
+        // Pings find proxies that vanished without closing their stream (node
+        // lost, network partition), so proxy-status does not list them forever.
         let grpc = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(AggregatedDiscoveryServiceServer::new(ads))
             .add_service(ControlPlaneDebugServer::new(debug.clone()));
         let mut stop = shutdown_rx.clone();

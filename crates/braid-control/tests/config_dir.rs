@@ -220,3 +220,60 @@ async fn the_watcher_goes_quiet_after_a_change_even_with_a_broken_file() -> anyh
     h.cp.shutdown().await;
     Ok(())
 }
+
+/// A tiny deterministic generator, so failures are reproducible.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as usize
+    }
+}
+
+#[tokio::test]
+async fn random_and_truncated_files_never_stop_the_control_plane() -> anyhow::Result<()> {
+    let good = format!(
+        "{}---\n{}",
+        pod("shop", "a", "198.18.0.1", "a"),
+        service("shop", "web", "a", "198.19.0.1")
+    );
+    let h = Harness::start(&[("good.yaml", good.clone())], |_| {}).await?;
+    let mut rng = Lcg(7);
+    for i in 0..60 {
+        let text = match i % 3 {
+            0 => good[..rng.next() % good.len()].to_string(),
+            1 => (0..rng.next() % 300)
+                .map(|_| (b' ' + (rng.next() % 95) as u8) as char)
+                .collect(),
+            _ => {
+                let mut bytes = good.clone().into_bytes();
+                for _ in 0..5 {
+                    let at = rng.next() % bytes.len();
+                    let alphabet = b":-[]{}'\"#&*!|>0a\n ";
+                    bytes[at] = alphabet[rng.next() % alphabet.len()];
+                }
+                String::from_utf8_lossy(&bytes)
+                    .replace("name: a", &format!("name: r{i}"))
+                    .replace("name: web", &format!("name: web{i}"))
+            }
+        };
+        h.write(&format!("fuzz/{i}.yaml"), &text)?;
+    }
+    // Still serving, and the good file's objects are all there.
+    let version = h.cp.version();
+    h.write("late.yaml", &pod("shop", "late", "198.18.0.9", "late"))?;
+    h.wait_version(version + 1).await?;
+    let mut proxy = h.proxy("p").await?;
+    proxy
+        .subscribe(type_url::WORKLOAD, &["shop/a", "shop/late"], HashMap::new())
+        .await?;
+    let r = proxy.recv_ack(type_url::WORKLOAD).await?;
+    assert_eq!(names(&r), vec!["shop/a", "shop/late"]);
+    assert!(!h.cp.config_errors().is_empty(), "garbage is reported");
+    h.cp.shutdown().await;
+    Ok(())
+}
