@@ -48,6 +48,33 @@ pub struct Config {
     /// Cluster DNS domain used in service host names.
     #[arg(long, env = "BRAID_CLUSTER_DOMAIN", default_value = braid_model::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
+
+    /// Directory of the built-in CA: a root key and certificate are created
+    /// there on first start (key mode 0600) and reused afterwards. Enables the
+    /// certificate service on the xDS port; without it no certificates are issued.
+    #[arg(long, env = "BRAID_CA_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+
+    /// Lifetime of issued workload certificates, e.g. `24h`, `90m`, `3600s`.
+    #[arg(long, env = "BRAID_CERT_LIFETIME", default_value = "24h", value_parser = parse_lifetime, value_name = "DURATION")]
+    pub cert_lifetime: Duration,
+}
+
+fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with a unit, e.g. 24h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: unit must be s, m or h, e.g. 24h")),
+    };
+    if secs == 0 {
+        return Err("a certificate lifetime must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 fn parse_millis(s: &str) -> Result<Duration, String> {
@@ -70,6 +97,8 @@ impl Config {
             max_debounce: Duration::from_millis(500),
             trust_domain: braid_model::DEFAULT_TRUST_DOMAIN.to_string(),
             cluster_domain: braid_model::DEFAULT_CLUSTER_DOMAIN.to_string(),
+            ca_dir: None,
+            cert_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 

@@ -17,6 +17,7 @@ use braid_model::k8s::{self, MeshSettings, SERVICE_NAME_LABEL};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::{
+    identities::Identities,
     snapshot::{Resource, ResourceType, Snapshot},
     source::{Change, Kind, KubeObject, ObjectKey},
 };
@@ -33,6 +34,10 @@ pub struct Index {
     namespaces: HashMap<String, Arc<KubeObject>>,
     spaces: HashMap<String, Space>,
     dirty: BTreeSet<String>,
+    /// Proxy tokens by (namespace, name); they feed no xDS resource.
+    tokens: BTreeMap<(String, String), Arc<KubeObject>>,
+    /// Pods or tokens changed since the last [`Index::identities`].
+    identities_dirty: bool,
 }
 
 /// The namespaced objects of one namespace, shared with the source (an
@@ -66,6 +71,11 @@ impl Index {
     }
 
     fn upsert(&mut self, key: ObjectKey, object: Arc<KubeObject>) {
+        self.identities_dirty |= matches!(key.kind, Kind::Pod | Kind::ProxyToken);
+        if key.kind == Kind::ProxyToken {
+            self.tokens.insert((key.namespace, key.name), object);
+            return;
+        }
         if key.kind == Kind::Namespace {
             self.namespaces.insert(key.name.clone(), object);
             self.dirty.insert(key.name);
@@ -82,13 +92,19 @@ impl Index {
                 self.dirty.insert(key.namespace);
                 return;
             }
-            Kind::Namespace => return,
+            Kind::Namespace | Kind::ProxyToken => return,
         };
         map.insert(key.name, object);
         self.dirty.insert(key.namespace);
     }
 
     fn remove(&mut self, key: &ObjectKey) {
+        self.identities_dirty |= matches!(key.kind, Kind::Pod | Kind::ProxyToken);
+        if key.kind == Kind::ProxyToken {
+            self.tokens
+                .remove(&(key.namespace.clone(), key.name.clone()));
+            return;
+        }
         if key.kind == Kind::Namespace {
             self.namespaces.remove(&key.name);
             self.dirty.insert(key.name.clone());
@@ -101,10 +117,25 @@ impl Index {
                 Kind::EndpointSlice => drop(space.slices.remove(&key.name)),
                 Kind::ServiceAccount => drop(space.service_accounts.remove(&key.name)),
                 Kind::AuthorizationPolicy => drop(space.policies.remove(&key.name)),
-                Kind::Namespace => {}
+                Kind::Namespace | Kind::ProxyToken => {}
             }
         }
         self.dirty.insert(key.namespace.clone());
+    }
+
+    /// The view the certificate service authorizes against, when pods or
+    /// tokens changed since the last call.
+    pub fn identities(&mut self) -> Option<Identities> {
+        if !std::mem::take(&mut self.identities_dirty) {
+            return None;
+        }
+        let pods = self
+            .spaces
+            .values()
+            .flat_map(|s| s.pods.values())
+            .filter_map(|o| o.as_pod());
+        let tokens = self.tokens.values().filter_map(|o| o.as_token());
+        Some(Identities::new(pods, tokens))
     }
 
     /// Whether changes are waiting for [`Index::updates`].

@@ -6,12 +6,16 @@
 //! The flow is watch -> index -> publish: [`source`] produces changes,
 //! [`index`] turns dirty namespaces into resource updates, [`snapshot`] holds
 //! immutable versions, and [`xds`] streams the differences to every proxy.
-//! The certificate authority and the injection webhook are not here yet.
+//! With `--ca-dir`, [`certificates`] signs workload certificates for proxies
+//! that present a token the [`identities`] view authorizes. TLS on the xDS
+//! port and the injection webhook are not here yet.
 
 pub mod admin;
+pub mod certificates;
 pub mod config;
 pub mod debug;
 mod hash;
+pub mod identities;
 pub mod index;
 pub mod metrics;
 pub mod runtime;

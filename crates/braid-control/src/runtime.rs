@@ -1,10 +1,13 @@
 //! Wiring: load the configuration once, then run the source watcher, the
 //! index publisher, the gRPC server (xDS + debug) and the admin endpoint.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, str::FromStr as _, sync::Arc, time::Duration};
 
 use braid_api::{
-    braid::admin::v1alpha1::control_plane_debug_server::ControlPlaneDebugServer,
+    braid::{
+        admin::v1alpha1::control_plane_debug_server::ControlPlaneDebugServer,
+        security::v1alpha1::certificate_service_server::CertificateServiceServer,
+    },
     envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer,
 };
 use tokio::{
@@ -14,12 +17,16 @@ use tokio::{
 };
 use tokio_stream::wrappers::TcpListenerStream;
 
+use braid_identity::{Ca, TrustDomain};
+
 use crate::{
     Config,
+    certificates::CertificateServer,
     debug::DebugState,
+    identities::Identities,
     index::{
         Index,
-        publisher::{self, Debounce},
+        publisher::{self, Debounce, Outputs},
     },
     metrics::Metrics,
     snapshot::Snapshot,
@@ -45,6 +52,17 @@ pub enum StartError {
     /// The configuration directory cannot be read.
     #[error(transparent)]
     Source(#[from] crate::source::file::FileSourceError),
+    /// The CA cannot be loaded or created.
+    #[error("certificate authority in {dir}: {source}")]
+    Ca {
+        /// The `--ca-dir`.
+        dir: std::path::PathBuf,
+        /// What failed.
+        source: braid_identity::ca::CaError,
+    },
+    /// `--trust-domain` is not a valid SPIFFE trust domain.
+    #[error("--trust-domain: {0}")]
+    TrustDomain(#[from] braid_identity::TrustDomainError),
 }
 
 /// A running control plane.
@@ -71,6 +89,7 @@ impl ControlPlane {
         let xds_addr = local_addr(&xds, config.xds_listen);
         let admin_addr = local_addr(&admin, config.admin_listen);
 
+        let ca = load_ca(&config)?;
         let errors = ConfigErrors::default();
         let metrics = Arc::new(Metrics::default());
         let mut source =
@@ -78,7 +97,13 @@ impl ControlPlane {
         let watcher = source.watch()?;
         let mut index = Index::new(config.mesh_settings());
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
-        publisher::apply_and_publish(&mut index, source.scan()?, &snapshot_tx, &metrics);
+        let (identities_tx, identities) = watch::channel(Arc::new(Identities::default()));
+        let outputs = Outputs {
+            snapshots: snapshot_tx,
+            identities: identities_tx,
+            metrics: metrics.clone(),
+        };
+        publisher::apply_and_publish(&mut index, source.scan()?, &outputs);
         tracing::info!(
             dir = %config.config_dir.display(),
             version = snapshots.borrow().version,
@@ -107,12 +132,15 @@ impl ControlPlane {
             metrics.clone(),
         )));
         tasks.push(tokio::spawn(publisher::run(
-            index,
-            change_rx,
-            snapshot_tx,
-            debounce,
-            metrics.clone(),
+            index, change_rx, outputs, debounce,
         )));
+        let certificates = ca.map(|ca| {
+            CertificateServiceServer::new(CertificateServer::new(
+                ca,
+                identities,
+                config.cert_lifetime,
+            ))
+        });
         let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone());
         // Pings find proxies that vanished without closing their stream (node
         // lost, network partition), so proxy-status does not list them forever.
@@ -120,7 +148,8 @@ impl ControlPlane {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(AggregatedDiscoveryServiceServer::new(ads))
-            .add_service(ControlPlaneDebugServer::new(debug.clone()));
+            .add_service(ControlPlaneDebugServer::new(debug.clone()))
+            .add_optional_service(certificates);
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let incoming = TcpListenerStream::new(xds);
@@ -185,6 +214,20 @@ impl ControlPlane {
             let _ = task.await;
         }
     }
+}
+
+/// The CA, when `--ca-dir` is set.
+fn load_ca(config: &Config) -> Result<Option<Arc<Ca>>, StartError> {
+    let Some(dir) = &config.ca_dir else {
+        return Ok(None);
+    };
+    let trust_domain = TrustDomain::from_str(&config.trust_domain)?;
+    let ca = Ca::load_or_create(dir, &trust_domain).map_err(|source| StartError::Ca {
+        dir: dir.clone(),
+        source,
+    })?;
+    tracing::info!(dir = %dir.display(), %trust_domain, "certificate authority ready");
+    Ok(Some(Arc::new(ca)))
 }
 
 async fn bind(

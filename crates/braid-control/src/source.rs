@@ -14,6 +14,7 @@ use serde::Serialize;
 pub mod document;
 pub mod file;
 pub mod prune;
+pub mod token;
 
 /// A Kubernetes object the control plane understands, already validated and
 /// stripped to what Braid reads. Pods, by far the most numerous, are kept in
@@ -33,6 +34,9 @@ pub enum KubeObject {
     ServiceAccount(Box<ServiceAccount>),
     /// `braid.dev/v1alpha1 AuthorizationPolicy`, translated at the edge.
     AuthorizationPolicy(braid_model::AuthorizationPolicy),
+    /// `v1 Secret` of type `braid.dev/proxy-token`: a proxy's credential for
+    /// the certificate service.
+    ProxyToken(token::ProxyToken),
 }
 
 /// The kinds of [`KubeObject`].
@@ -50,6 +54,8 @@ pub enum Kind {
     ServiceAccount,
     /// AuthorizationPolicy.
     AuthorizationPolicy,
+    /// A `braid.dev/proxy-token` Secret.
+    ProxyToken,
 }
 
 /// Identifies one object: kind, namespace (empty when cluster-scoped), name.
@@ -97,6 +103,7 @@ impl Kind {
             Self::EndpointSlice => "EndpointSlice",
             Self::ServiceAccount => "ServiceAccount",
             Self::AuthorizationPolicy => "AuthorizationPolicy",
+            Self::ProxyToken => "Secret",
         }
     }
 }
@@ -128,6 +135,14 @@ impl KubeObject {
         }
     }
 
+    /// The proxy token, if this is one.
+    pub fn as_token(&self) -> Option<&token::ProxyToken> {
+        match self {
+            Self::ProxyToken(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The authorization policy, if this is one.
     pub fn as_policy(&self) -> Option<&braid_model::AuthorizationPolicy> {
         match self {
@@ -145,6 +160,7 @@ impl KubeObject {
             Self::EndpointSlice(_) => Kind::EndpointSlice,
             Self::ServiceAccount(_) => Kind::ServiceAccount,
             Self::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+            Self::ProxyToken(_) => Kind::ProxyToken,
         }
     }
 }

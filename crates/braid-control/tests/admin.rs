@@ -14,7 +14,7 @@ async fn admin_endpoint_serves_health_metrics_and_debug_views() -> anyhow::Resul
         ("svc.yaml", service("shop", "web", "app-1", "198.19.0.1")),
         (
             "bad.yaml",
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n".to_string(),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n".to_string(),
         ),
     ];
     let h = Harness::start(&files, |_| {}).await?;
@@ -61,7 +61,7 @@ async fn admin_endpoint_serves_health_metrics_and_debug_views() -> anyhow::Resul
 
     let errors = http_get(admin, "/debug/config-errors").await?;
     assert!(
-        errors.contains("bad.yaml") && errors.contains("unsupported object v1 Secret"),
+        errors.contains("bad.yaml") && errors.contains("unsupported object v1 ConfigMap"),
         "{errors}"
     );
 

@@ -57,6 +57,15 @@ pub struct IssuedCert {
     pub not_after: SystemTime,
 }
 
+// === impl IssuedCert ===
+
+impl IssuedCert {
+    /// The chain as PEM, leaf first (what the certificate service returns).
+    pub fn chain_pem(&self) -> String {
+        crate::cert::certs_to_pem(&self.chain)
+    }
+}
+
 // === impl Ca ===
 
 impl Ca {

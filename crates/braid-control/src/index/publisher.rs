@@ -9,7 +9,7 @@ use tokio::{
 };
 
 use super::Index;
-use crate::{metrics::Metrics, snapshot::Snapshot, source::Change};
+use crate::{identities::Identities, metrics::Metrics, snapshot::Snapshot, source::Change};
 
 /// When to publish after a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,27 +21,32 @@ pub struct Debounce {
     pub max: Duration,
 }
 
-/// Applies every change in `batch` and publishes if anything changed. Used
-/// for the initial load, before any proxy can connect.
-pub fn apply_and_publish(
-    index: &mut Index,
-    batch: Vec<Change>,
-    snapshots: &watch::Sender<Arc<Snapshot>>,
-    metrics: &Metrics,
-) {
+/// Where the index publishes.
+#[derive(Debug)]
+pub struct Outputs {
+    /// xDS resources, for the ADS streams.
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Who may hold which identity, for the certificate service.
+    pub identities: watch::Sender<Arc<Identities>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Applies every change in `batch` and publishes. Used for the initial load,
+/// before any proxy can connect.
+pub fn apply_and_publish(index: &mut Index, batch: Vec<Change>, outputs: &Outputs) {
     for change in batch {
         index.apply(change);
     }
-    publish(index, snapshots, metrics);
+    publish(index, outputs);
 }
 
 /// Runs until the change channel closes.
 pub async fn run(
     mut index: Index,
     mut changes: mpsc::Receiver<Vec<Change>>,
-    snapshots: watch::Sender<Arc<Snapshot>>,
+    outputs: Outputs,
     debounce: Debounce,
-    metrics: Arc<Metrics>,
 ) {
     while let Some(batch) = changes.recv().await {
         batch.into_iter().for_each(|c| index.apply(c));
@@ -60,15 +65,18 @@ pub async fn run(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        publish(&mut index, &snapshots, &metrics);
+        publish(&mut index, &outputs);
     }
 }
 
-fn publish(index: &mut Index, snapshots: &watch::Sender<Arc<Snapshot>>, metrics: &Metrics) {
+fn publish(index: &mut Index, outputs: &Outputs) {
+    if let Some(identities) = index.identities() {
+        outputs.identities.send_replace(Arc::new(identities));
+    }
     if !index.is_dirty() {
         return;
     }
-    let current = snapshots.borrow().clone();
+    let current = outputs.snapshots.borrow().clone();
     let updates = index.updates(&current);
     let Some(next) = current.next(updates) else {
         tracing::debug!("changes produced no resource updates");
@@ -83,6 +91,6 @@ fn publish(index: &mut Index, snapshots: &watch::Sender<Arc<Snapshot>>, metrics:
             "publishing configuration"
         );
     }
-    metrics.record_snapshot(&next);
-    snapshots.send_replace(Arc::new(next));
+    outputs.metrics.record_snapshot(&next);
+    outputs.snapshots.send_replace(Arc::new(next));
 }

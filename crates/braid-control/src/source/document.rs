@@ -9,7 +9,7 @@ use std::sync::Arc;
 use braid_model::k8s::{self, FieldError, MeshSettings, PodInfo};
 use k8s_openapi::{
     api::{
-        core::v1::{Namespace, Pod, Service, ServiceAccount},
+        core::v1::{Namespace, Pod, Secret, Service, ServiceAccount},
         discovery::v1::EndpointSlice,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -41,6 +41,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("v1", "ServiceAccount"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("braid.dev/v1alpha1", "AuthorizationPolicy"),
+    ("v1", "Secret"),
     ("v1", "List"),
 ];
 
@@ -117,6 +118,7 @@ fn parse_value(
         ("v1", "ServiceAccount") => service_account(typed(value, prefix)?),
         ("discovery.k8s.io/v1", "EndpointSlice") => endpoint_slice(typed(value, prefix)?),
         ("braid.dev/v1alpha1", "AuthorizationPolicy") => policy(typed(value, prefix)?),
+        ("v1", "Secret") => proxy_token(typed(value, prefix)?),
         _ => {
             let supported: Vec<String> =
                 SUPPORTED.iter().map(|(a, k)| format!("{a} {k}")).collect();
@@ -174,6 +176,15 @@ fn endpoint_slice(mut slice: EndpointSlice) -> Result<KubeObject, FieldError> {
     default_namespace(&mut slice.metadata);
     k8s::validate_endpoint_slice(&slice)?;
     Ok(KubeObject::EndpointSlice(Box::new(slice)))
+}
+
+/// Only proxy tokens; the Secret itself is not kept.
+fn proxy_token(mut secret: Secret) -> Result<KubeObject, FieldError> {
+    require_name(&secret.metadata, "")?;
+    default_namespace(&mut secret.metadata);
+    Ok(KubeObject::ProxyToken(
+        super::token::ProxyToken::from_secret(&secret)?,
+    ))
 }
 
 /// Translated here, at the edge: the CRD's `TryFrom` is its complete check.
@@ -254,6 +265,7 @@ pub fn key_of(object: &KubeObject) -> Option<ObjectKey> {
         KubeObject::EndpointSlice(o) => namespaced(&o.metadata),
         KubeObject::ServiceAccount(o) => namespaced(&o.metadata),
         KubeObject::AuthorizationPolicy(p) => (p.namespace.clone(), Some(p.name.clone())),
+        KubeObject::ProxyToken(t) => (t.namespace.clone(), Some(t.name.clone())),
     };
     let name = name.filter(|n| !n.is_empty())?;
     Some(ObjectKey {

@@ -29,7 +29,7 @@ pub fn prune(object: &mut KubeObject) {
             sa.secrets = None;
             sa.image_pull_secrets = None;
         }
-        KubeObject::Pod(_) | KubeObject::AuthorizationPolicy(_) => {}
+        KubeObject::Pod(_) | KubeObject::AuthorizationPolicy(_) | KubeObject::ProxyToken(_) => {}
     }
 }
 

@@ -1,0 +1,243 @@
+//! The certificate service: proxies present a token from a
+//! `braid.dev/proxy-token` Secret; a node proxy gets identities of pods on
+//! its node, a sidecar only its own pod's; the CA root persists (0600).
+
+mod support;
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    str::FromStr as _,
+    time::{Duration, SystemTime},
+};
+
+use braid_api::braid::security::v1alpha1::{
+    SignRequest, SignResponse, certificate_service_client::CertificateServiceClient,
+};
+use braid_identity::{CertificateRequest, SpiffeId, TrustBundle};
+use support::*;
+use tonic::{Code, Request};
+
+const NODE_A_TOKEN: &str = "node-a-0123456789abcdef0123456789abcdef";
+const WEB_TOKEN: &str = "web-0-0123456789abcdef0123456789abcdef";
+
+fn token_secret(name: &str, token: &str, holder: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: braid-system}}\ntype: braid.dev/proxy-token\nstringData:\n  token: {token}\n  {holder}\n"
+    )
+}
+
+fn pod_on(ns: &str, name: &str, sa: &str, node: &str, ip: &str) -> String {
+    pod(ns, name, ip, sa).replace("nodeName: node-a", &format!("nodeName: {node}"))
+}
+
+fn files() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "pods.yaml",
+            format!(
+                "{}---\n{}",
+                pod_on("shop", "web-0", "web", "node-a", "198.18.0.1"),
+                pod_on("inventory", "stock-0", "stock", "node-b", "198.18.0.2")
+            ),
+        ),
+        (
+            "tokens.yaml",
+            format!(
+                "{}---\n{}",
+                token_secret("ztunnel-node-a", NODE_A_TOKEN, "node: node-a"),
+                token_secret("sidecar-web-0", WEB_TOKEN, "pod: shop/web-0")
+            ),
+        ),
+    ]
+}
+
+async fn start(ca_dir: &std::path::Path) -> anyhow::Result<Harness> {
+    let ca_dir = ca_dir.to_path_buf();
+    Harness::start(&files(), move |c| {
+        c.ca_dir = Some(ca_dir);
+        c.cert_lifetime = Duration::from_secs(3600);
+    })
+    .await
+}
+
+/// Asks for `id` with `token`; returns the response and the key it generated.
+async fn sign(
+    h: &Harness,
+    token: Option<&str>,
+    id: &str,
+) -> Result<(SignResponse, CertificateRequest), tonic::Status> {
+    let parsed = SpiffeId::from_str(id).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let csr = CertificateRequest::generate(&parsed)
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let mut client = CertificateServiceClient::connect(format!("http://{}", h.cp.xds_addr()))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = Request::new(SignRequest {
+        csr: csr.csr.as_ref().to_vec(),
+        identity: id.into(),
+    });
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| tonic::Status::internal("metadata"))?,
+        );
+    }
+    let response = client.sign(request).await?.into_inner();
+    Ok((response, csr))
+}
+
+fn chain(pem: &str) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject as _;
+    Ok(
+        rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()?,
+    )
+}
+
+#[tokio::test]
+async fn node_and_sidecar_tokens_get_exactly_their_identities() -> anyhow::Result<()> {
+    let ca_dir = tempfile::tempdir()?;
+    let h = start(&ca_dir.path().join("ca")).await?;
+
+    // The node proxy on node-a: identities of pods on node-a.
+    let (issued, csr) = sign(
+        &h,
+        Some(NODE_A_TOKEN),
+        "spiffe://cluster.local/ns/shop/sa/web",
+    )
+    .await?;
+    let cert = csr.into_certificate(chain(&issued.cert_chain_pem)?)?;
+    assert_eq!(
+        cert.spiffe_id().as_str(),
+        "spiffe://cluster.local/ns/shop/sa/web"
+    );
+    let lifetime = cert.not_after().duration_since(SystemTime::now())?;
+    assert!(
+        lifetime <= Duration::from_secs(3600) && lifetime > Duration::from_secs(3500),
+        "{lifetime:?}"
+    );
+    let bundle = TrustBundle::from_pem(&issued.trust_bundle_pem)?;
+    let root = std::fs::read(ca_dir.path().join("ca/root-cert.pem"))?;
+    assert_eq!(
+        bundle.roots(),
+        TrustBundle::from_pem(&root)?.roots(),
+        "the bundle is the CA's root"
+    );
+
+    let refused = sign(
+        &h,
+        Some(NODE_A_TOKEN),
+        "spiffe://cluster.local/ns/inventory/sa/stock",
+    )
+    .await
+    .expect_err("stock runs on node-b");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().contains("no pod with service account \"stock\" in namespace \"inventory\" is scheduled on that node"), "{refused:?}");
+
+    // The sidecar of shop/web-0: only its own service account.
+    sign(&h, Some(WEB_TOKEN), "spiffe://cluster.local/ns/shop/sa/web").await?;
+    let refused = sign(
+        &h,
+        Some(WEB_TOKEN),
+        "spiffe://cluster.local/ns/shop/sa/admin",
+    )
+    .await
+    .expect_err("not its account");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("the pod runs as shop/sa/web"),
+        "{refused:?}"
+    );
+
+    // No token, an unknown token, a foreign trust domain, a malformed ID.
+    let refused = sign(&h, None, "spiffe://cluster.local/ns/shop/sa/web")
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = sign(
+        &h,
+        Some("not-a-listed-token-0123456789abcdef"),
+        "spiffe://cluster.local/ns/shop/sa/web",
+    )
+    .await
+    .expect_err("unknown");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(
+        refused.message().contains("braid.dev/proxy-token"),
+        "{refused:?}"
+    );
+    let refused = sign(
+        &h,
+        Some(NODE_A_TOKEN),
+        "spiffe://other.domain/ns/shop/sa/web",
+    )
+    .await
+    .expect_err("foreign domain");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    // A pod scheduled onto node-a later: the node proxy may now get its identity.
+    let version = h.cp.version();
+    h.write(
+        "late.yaml",
+        &pod_on("inventory", "stock-1", "stock", "node-a", "198.18.0.3"),
+    )?;
+    h.wait_version(version + 1).await?;
+    sign(
+        &h,
+        Some(NODE_A_TOKEN),
+        "spiffe://cluster.local/ns/inventory/sa/stock",
+    )
+    .await?;
+    h.cp.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_root_key_is_private_and_reused_across_restarts() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca_dir = dir.path().join("ca");
+    let h = start(&ca_dir).await?;
+    let mode = std::fs::metadata(ca_dir.join("root-key.pem"))?
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let root = std::fs::read(ca_dir.join("root-cert.pem"))?;
+    let (before, _) = sign(&h, Some(WEB_TOKEN), "spiffe://cluster.local/ns/shop/sa/web").await?;
+    h.cp.shutdown().await;
+
+    let h = start(&ca_dir).await?;
+    assert_eq!(
+        std::fs::read(ca_dir.join("root-cert.pem"))?,
+        root,
+        "the root is reused"
+    );
+    let (after, _) = sign(&h, Some(WEB_TOKEN), "spiffe://cluster.local/ns/shop/sa/web").await?;
+    assert_eq!(before.trust_bundle_pem, after.trust_bundle_pem);
+    h.cp.shutdown().await;
+
+    // A key others can read is refused at start-up, with the path in the error.
+    std::fs::set_permissions(
+        ca_dir.join("root-key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )?;
+    let err = Harness::start(&files(), |c| c.ca_dir = Some(ca_dir.clone()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("root-key.pem"), "{err:#}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_a_ca_dir_no_certificates_are_issued() -> anyhow::Result<()> {
+    let h = Harness::start(&files(), |_| {}).await?;
+    let refused = sign(&h, Some(WEB_TOKEN), "spiffe://cluster.local/ns/shop/sa/web")
+        .await
+        .expect_err("no CA");
+    assert_eq!(refused.code(), Code::Unimplemented);
+    h.cp.shutdown().await;
+    Ok(())
+}
