@@ -16,16 +16,22 @@
 //!   server requires a client certificate from the bundle and hands the
 //!   client's identity to authorization via [`tls::peer_identity`].
 //!
+//! * [`manager`] — the [`CertificateManager`]: fetches a certificate per
+//!   identity on first use, caches it, renews it at half-life with jitter and
+//!   backs off when the CA fails, from a [`CertificateSource`] the caller
+//!   provides.
+//!
 //! What this crate is not: it does no networking and knows nothing of the
 //! control plane. The gRPC certificate service (authenticating callers and
-//! deciding which identities they may have) and the certificate manager that
-//! fetches, caches and renews certificates come in a later step; they build
-//! on these types. This is the only crate that uses rustls directly.
+//! deciding which identities they may have) and its client, which implements
+//! [`CertificateSource`], live elsewhere and build on these types. This is
+//! the only crate that uses rustls directly.
 
 mod bundle;
 pub mod ca;
 mod cert;
 mod csr;
+pub mod manager;
 mod spiffe;
 pub mod tls;
 mod workload;
@@ -37,5 +43,9 @@ pub use bundle::{CertificateError, TrustBundle};
 pub use ca::{Ca, IssuedCert};
 pub use cert::{IdentityError, peer_identity};
 pub use csr::CertificateRequest;
+pub use manager::{
+    CertStatus, CertificateManager, CertificateSource, FetchError, IssuedChain, LocalCa,
+    ManagerConfig, SourceError,
+};
 pub use spiffe::{Problem, SpiffeId, SpiffeIdError, TrustDomain, TrustDomainError};
 pub use workload::WorkloadCertificate;
