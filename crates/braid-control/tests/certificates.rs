@@ -241,3 +241,48 @@ async fn without_a_ca_dir_no_certificates_are_issued() -> anyhow::Result<()> {
     h.cp.shutdown().await;
     Ok(())
 }
+
+/// What a proxy does: braid-identity's certificate manager fetching through
+/// braid-xds's gRPC source from the real control plane.
+#[tokio::test]
+async fn a_proxy_fetches_its_certificate_through_the_manager() -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use braid_identity::{CertificateManager, FetchError, ManagerConfig, SourceError};
+    use braid_xds::GrpcCertificateSource;
+
+    let dir = tempfile::tempdir()?;
+    let h = start(&dir.path().join("ca")).await?;
+    let source = GrpcCertificateSource::new(format!("http://{}", h.cp.xds_addr()), NODE_A_TOKEN)?;
+    let manager = CertificateManager::new(Arc::new(source), ManagerConfig::default());
+
+    let web = SpiffeId::from_str("spiffe://cluster.local/ns/shop/sa/web")?;
+    let cert = tokio::time::timeout(DEADLINE, manager.fetch(&web)).await??;
+    assert_eq!(cert.spiffe_id(), &web);
+    let again = manager.fetch(&web).await?;
+    assert!(
+        Arc::ptr_eq(&cert, &again),
+        "the second fetch is served from the cache"
+    );
+    let bundle = manager
+        .trust_bundle()
+        .expect("the CA's bundle arrived with the certificate");
+    assert_eq!(bundle.roots().len(), 1);
+
+    // A refusal reaches the caller with the control plane's reason.
+    let stock = SpiffeId::from_str("spiffe://cluster.local/ns/inventory/sa/stock")?;
+    let err = tokio::time::timeout(DEADLINE, manager.fetch(&stock))
+        .await?
+        .expect_err("stock is not on node-a");
+    let FetchError::Source {
+        source: SourceError::Refused { reason, .. },
+        ..
+    } = &err
+    else {
+        anyhow::bail!("expected a refusal, got {err:?}");
+    };
+    assert!(reason.contains("is scheduled on that node"), "{reason}");
+    manager.shutdown();
+    h.cp.shutdown().await;
+    Ok(())
+}

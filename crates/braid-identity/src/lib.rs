@@ -45,7 +45,10 @@ pub use cert::{IdentityError, peer_identity};
 pub use csr::CertificateRequest;
 pub use manager::{
     CertStatus, CertificateManager, CertificateSource, FetchError, IssuedChain, LocalCa,
-    ManagerConfig, SourceError,
+    ManagerConfig, SignFuture, SourceError,
 };
+/// rustls itself, so callers name its types (`pki_types`, configs) without
+/// depending on it directly: this crate is the one that uses rustls.
+pub use rustls;
 pub use spiffe::{Problem, SpiffeId, SpiffeIdError, TrustDomain, TrustDomainError};
 pub use workload::WorkloadCertificate;

@@ -21,6 +21,11 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// A proxy token cannot be sent as gRPC metadata.
+    #[error(
+        "the proxy token is not printable ASCII: use the token exactly as listed in its braid.dev/proxy-token Secret"
+    )]
+    InvalidToken,
     /// Two watches were registered for one type URL.
     #[error("type url {type_url} is watched twice: register one handler per type")]
     DuplicateWatch {

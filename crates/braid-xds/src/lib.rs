@@ -20,6 +20,9 @@
 //!   stream announces, per type, the versions already held
 //!   (`initial_resource_versions`) so the server sends only differences and
 //!   lists what was removed meanwhile.
+//! * **Certificates**: [`GrpcCertificateSource`] lets braid-identity's
+//!   certificate manager fetch and renew certificates from the control
+//!   plane's `CertificateService`, with the proxy's bearer token.
 //! * **Observable**: [`ClientStatus`] (connection state, per type counts,
 //!   last ACKed nonce/version, last NACK) via [`ClientHandle::status`].
 //!
@@ -50,6 +53,7 @@
 //! ```
 
 mod backoff;
+mod certificates;
 mod client;
 mod error;
 mod handle;
@@ -64,6 +68,7 @@ mod watch;
 pub mod test_util;
 
 pub use backoff::Backoff;
+pub use certificates::GrpcCertificateSource;
 pub use client::{Client, ClientBuilder, NodeInfo};
 pub use error::{Error, Rejected, ResourceError};
 pub use handle::ClientHandle;

@@ -92,6 +92,22 @@ impl SourceError {
 
 // === impl IssuedChain ===
 
+impl IssuedChain {
+    /// Reads a chain (leaf first) and a trust bundle as a remote CA sends
+    /// them, in PEM.
+    pub fn from_pem(
+        chain_pem: &str,
+        trust_bundle_pem: &str,
+    ) -> Result<Self, crate::CertificateError> {
+        let chain = crate::cert::certs_from_pem(chain_pem.as_bytes(), "the certificate chain")
+            .map_err(|reason| crate::CertificateError::new("issued certificate chain", reason))?;
+        Ok(Self {
+            chain,
+            trust_bundle: TrustBundle::from_pem(trust_bundle_pem)?,
+        })
+    }
+}
+
 impl From<IssuedCert> for IssuedChain {
     fn from(issued: IssuedCert) -> Self {
         Self {
