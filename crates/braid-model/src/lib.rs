@@ -13,6 +13,7 @@ mod service;
 mod workload;
 
 pub mod k8s;
+pub mod names;
 
 pub use ids::{ServiceRef, WorkloadUid};
 pub use mode::{DataPlaneMode, MODE_LABEL, WAYPOINT_LABEL};

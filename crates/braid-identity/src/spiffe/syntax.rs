@@ -32,27 +32,11 @@ fn is_trust_domain_char(c: char) -> bool {
 
 /// Checks an RFC 1123 label, as Kubernetes requires of namespace names.
 pub(super) fn is_dns_label(value: &str) -> bool {
-    value.len() <= 63 && is_label(value)
+    braid_model::names::is_dns1123_label(value)
 }
 
 /// Checks an RFC 1123 subdomain, as Kubernetes requires of service-account
-/// names: dot-separated labels, at most 253 bytes.
+/// names.
 pub(super) fn is_dns_subdomain(value: &str) -> bool {
-    value.len() <= 253 && value.split('.').all(is_dns_label)
-}
-
-fn is_label(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            is_lower_alnum(*first)
-                && is_lower_alnum(*last)
-                && bytes.iter().all(|b| is_lower_alnum(*b) || *b == b'-')
-        }
-        _ => false,
-    }
-}
-
-fn is_lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
+    braid_model::names::is_dns1123_subdomain(value)
 }

@@ -97,7 +97,7 @@ fn required_name(meta: &ObjectMeta) -> Result<&str, FieldError> {
 /// Checks an RFC 1123 label: at most 63 lowercase letters, digits and `-`,
 /// starting and ending with a letter or digit.
 pub(super) fn dns_label(value: &str) -> Result<(), String> {
-    if value.len() <= 63 && is_label(value) {
+    if crate::names::is_dns1123_label(value) {
         Ok(())
     } else {
         Err(format!(
@@ -109,7 +109,7 @@ pub(super) fn dns_label(value: &str) -> Result<(), String> {
 
 /// Checks an RFC 1123 subdomain: dot-separated labels, at most 253 bytes.
 pub(super) fn dns_subdomain(value: &str) -> Result<(), String> {
-    if value.len() <= 253 && value.split('.').all(is_label) {
+    if crate::names::is_dns1123_subdomain(value) {
         Ok(())
     } else {
         Err(format!(
@@ -119,27 +119,11 @@ pub(super) fn dns_subdomain(value: &str) -> Result<(), String> {
     }
 }
 
-fn is_label(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            is_lower_alnum(*first)
-                && is_lower_alnum(*last)
-                && bytes.iter().all(|b| is_lower_alnum(*b) || *b == b'-')
-        }
-        _ => false,
-    }
-}
-
-fn is_lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
 /// Checks a port name (IANA service name syntax, as Kubernetes requires for
 /// container ports and named target ports).
 pub(super) fn port_name(value: &str) -> Result<(), String> {
     let ok = value.len() <= 15
-        && is_label(value)
+        && crate::names::is_dns1123_label(value)
         && !value.contains("--")
         && value.bytes().any(|b| b.is_ascii_lowercase());
     if ok {
