@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod source;
+pub mod tls;
 pub mod xds;
 
 pub use config::Config;

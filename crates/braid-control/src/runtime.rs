@@ -17,7 +17,7 @@ use tokio::{
 };
 use tokio_stream::wrappers::TcpListenerStream;
 
-use braid_identity::{Ca, TrustDomain};
+use braid_identity::{Ca, CertificateManager, LocalCa, ManagerConfig, SpiffeId, TrustDomain};
 
 use crate::{
     Config,
@@ -60,6 +60,9 @@ pub enum StartError {
         /// What failed.
         source: braid_identity::ca::CaError,
     },
+    /// The control plane's own certificate could not be issued.
+    #[error("cannot issue the control plane's serving certificate: {0}")]
+    ServingCertificate(String),
     /// `--trust-domain` is not a valid SPIFFE trust domain.
     #[error("--trust-domain: {0}")]
     TrustDomain(#[from] braid_identity::TrustDomainError),
@@ -134,7 +137,7 @@ impl ControlPlane {
         tasks.push(tokio::spawn(publisher::run(
             index, change_rx, outputs, debounce,
         )));
-        let certificates = ca.map(|ca| {
+        let certificates = ca.clone().map(|ca| {
             CertificateServiceServer::new(CertificateServer::new(
                 ca,
                 identities,
@@ -151,12 +154,25 @@ impl ControlPlane {
             .add_service(ControlPlaneDebugServer::new(debug.clone()))
             .add_optional_service(certificates);
         let mut stop = shutdown_rx.clone();
+        let tls = match &ca {
+            Some(ca) => Some(serving_certificate(ca.clone(), &config).await?),
+            None => None,
+        };
         tasks.push(tokio::spawn(async move {
-            let incoming = TcpListenerStream::new(xds);
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, stopped).await {
+            let served = match tls {
+                Some((manager, id)) => {
+                    let incoming = crate::tls::incoming(xds, manager, id);
+                    grpc.serve_with_incoming_shutdown(incoming, stopped).await
+                }
+                None => {
+                    grpc.serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped)
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "xDS server failed");
             }
         }));
@@ -214,6 +230,22 @@ impl ControlPlane {
             let _ = task.await;
         }
     }
+}
+
+/// The control plane's own certificate (issued by its CA and kept fresh by a
+/// certificate manager), for TLS on the gRPC port.
+async fn serving_certificate(
+    ca: Arc<Ca>,
+    config: &Config,
+) -> Result<(CertificateManager, SpiffeId), StartError> {
+    let id = SpiffeId::control_plane(ca.trust_domain());
+    let source = LocalCa::new(ca, config.cert_lifetime);
+    let manager = CertificateManager::new(Arc::new(source), ManagerConfig::default());
+    manager
+        .fetch(&id)
+        .await
+        .map_err(|e| StartError::ServingCertificate(e.to_string()))?;
+    Ok((manager, id))
 }
 
 /// The CA, when `--ca-dir` is set.

@@ -60,6 +60,14 @@ async fn start(ca_dir: &std::path::Path) -> anyhow::Result<Harness> {
     .await
 }
 
+/// How to reach a control plane whose CA lives in `ca_dir`: TLS, expecting
+/// its own identity, trusting its root.
+fn control_plane_tls(ca_dir: &std::path::Path) -> anyhow::Result<braid_xds::ControlPlaneTls> {
+    let bundle = TrustBundle::from_pem(std::fs::read(ca_dir.join("root-cert.pem"))?)?;
+    let expected = SpiffeId::control_plane(&"cluster.local".parse()?);
+    Ok(braid_xds::ControlPlaneTls { bundle, expected })
+}
+
 /// Asks for `id` with `token`; returns the response and the key it generated.
 async fn sign(
     h: &Harness,
@@ -69,9 +77,16 @@ async fn sign(
     let parsed = SpiffeId::from_str(id).map_err(|e| tonic::Status::internal(e.to_string()))?;
     let csr = CertificateRequest::generate(&parsed)
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let mut client = CertificateServiceClient::connect(format!("http://{}", h.cp.xds_addr()))
+    let tls = h
+        .ca_dir
+        .as_deref()
+        .map(control_plane_tls)
+        .transpose()
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let channel = braid_xds::channel::connect(&format!("http://{}", h.cp.xds_addr()), tls.as_ref())
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = CertificateServiceClient::new(channel);
     let mut request = Request::new(SignRequest {
         csr: csr.csr.as_ref().to_vec(),
         identity: id.into(),
@@ -253,7 +268,12 @@ async fn a_proxy_fetches_its_certificate_through_the_manager() -> anyhow::Result
 
     let dir = tempfile::tempdir()?;
     let h = start(&dir.path().join("ca")).await?;
-    let source = GrpcCertificateSource::new(format!("http://{}", h.cp.xds_addr()), NODE_A_TOKEN)?;
+    let tls = control_plane_tls(&dir.path().join("ca"))?;
+    let source = GrpcCertificateSource::new(
+        &format!("http://{}", h.cp.xds_addr()),
+        NODE_A_TOKEN,
+        Some(&tls),
+    )?;
     let manager = CertificateManager::new(Arc::new(source), ManagerConfig::default());
 
     let web = SpiffeId::from_str("spiffe://cluster.local/ns/shop/sa/web")?;
@@ -283,6 +303,86 @@ async fn a_proxy_fetches_its_certificate_through_the_manager() -> anyhow::Result
     };
     assert!(reason.contains("is scheduled on that node"), "{reason}");
     manager.shutdown();
+    h.cp.shutdown().await;
+    Ok(())
+}
+
+/// With a CA the xDS port speaks TLS as the control plane's own identity:
+/// proxies that trust the root get configuration; plaintext, a foreign root
+/// or another expected identity get nothing.
+#[tokio::test]
+async fn with_a_ca_the_xds_port_serves_tls_as_the_control_plane() -> anyhow::Result<()> {
+    use braid_xds::{Backoff, Client, ConnectionState, Delta, NodeInfo, Subscription};
+
+    let dir = tempfile::tempdir()?;
+    let ca_dir = dir.path().join("ca");
+    let h = start(&ca_dir).await?;
+    let uri = format!("http://{}", h.cp.xds_addr());
+    let tls = control_plane_tls(&ca_dir)?;
+
+    let (tx, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::builder(uri.clone(), NodeInfo::new("ztunnel~node-a"))
+        .control_plane_tls(tls.clone())
+        .watch::<braid_model::Workload>(
+            Subscription::Wildcard,
+            move |d: Delta<braid_model::Workload>| {
+                let _ = tx.send(d.updated.len());
+            },
+        )
+        .build()?;
+    let (handle, task) = client.spawn();
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, deltas.recv()).await?,
+        Some(2)
+    );
+    handle.shutdown();
+    let _ = task.await;
+
+    // Each of these must fail to connect, and say so.
+    let foreign = tempfile::tempdir()?;
+    let foreign_ca = braid_identity::Ca::load_or_create(foreign.path(), &"cluster.local".parse()?)?;
+    let wrong_root = braid_xds::ControlPlaneTls {
+        bundle: foreign_ca.trust_bundle().clone(),
+        expected: tls.expected.clone(),
+    };
+    let wrong_identity = braid_xds::ControlPlaneTls {
+        bundle: tls.bundle.clone(),
+        expected: SpiffeId::from_str("spiffe://cluster.local/ns/shop/sa/web")?,
+    };
+    for (what, tls) in [
+        ("plaintext", None),
+        ("a foreign root", Some(&wrong_root)),
+        ("another identity", Some(&wrong_identity)),
+    ] {
+        let mut builder = Client::builder(uri.clone(), NodeInfo::new("intruder"))
+            .backoff(Backoff::new(
+                Duration::from_millis(20),
+                Duration::from_millis(100),
+            ))
+            .watch::<braid_model::Workload>(
+                Subscription::Wildcard,
+                |_: Delta<braid_model::Workload>| {},
+            );
+        if let Some(tls) = tls {
+            builder = builder.control_plane_tls(tls.clone());
+        }
+        let (handle, task) = builder.build()?.spawn();
+        let mut status = handle.status_changes();
+        // Keep no watch::Ref alive: it would block the client's status updates.
+        let failed = tokio::time::timeout(
+            DEADLINE,
+            status.wait_for(|s| matches!(s.connection, ConnectionState::BackingOff { .. })),
+        )
+        .await
+        .is_ok_and(|changed| changed.is_ok());
+        assert!(failed, "{what}: expected the connection to fail");
+        assert!(
+            !handle.status().types.values().any(|t| t.resources > 0),
+            "{what}: got resources"
+        );
+        handle.shutdown();
+        tokio::time::timeout(DEADLINE, task).await??;
+    }
     h.cp.shutdown().await;
     Ok(())
 }

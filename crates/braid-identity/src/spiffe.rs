@@ -136,6 +136,14 @@ impl SpiffeId {
         format!("{SCHEME}{trust_domain}/ns/{namespace}/sa/{service_account}").parse()
     }
 
+    /// The control plane's own identity in `trust_domain`:
+    /// `spiffe://<trust-domain>/ns/braid-system/sa/braid-control`. Proxies
+    /// and braidctl expect exactly this when they connect to it.
+    pub fn control_plane(trust_domain: &TrustDomain) -> Self {
+        Self::new(trust_domain.as_str(), "braid-system", "braid-control")
+            .unwrap_or_else(|_| unreachable!("a valid trust domain with constant valid names"))
+    }
+
     /// The whole identity, `spiffe://...`.
     pub fn as_str(&self) -> &str {
         &self.uri

@@ -107,6 +107,58 @@ pub fn client_config(
 }
 
 /// The crypto provider every configuration uses: aws-lc-rs.
+/// A server configuration for the control plane's own port: like
+/// [`server_config`], but a client certificate is optional, because proxies
+/// reach the certificate service there before they have one (they
+/// authenticate with a token instead). A certificate that is presented must
+/// still chain to the bundle and name one SPIFFE ID.
+pub fn server_config_client_cert_optional(
+    cert: &WorkloadCertificate,
+    bundle: &TrustBundle,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let webpki = WebPkiClientVerifier::builder_with_provider(bundle.root_store(), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let error = |source| TlsError::Config {
+        side: "server",
+        source,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(error)?
+        .with_client_cert_verifier(Arc::new(verifier::ClientVerifier::new(webpki)))
+        .with_single_cert(cert.chain().to_vec(), cert.key().clone_key())
+        .map_err(error)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that verifies the server is `expected` (chained to
+/// `bundle`) and presents no certificate: for reaching the control plane
+/// before the proxy has one, and for tools such as braidctl.
+pub fn client_config_without_cert(
+    bundle: &TrustBundle,
+    expected: SpiffeId,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier = verifier::ServerVerifier::new(bundle.root_store(), expected, &provider);
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Config {
+            side: "client",
+            source,
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.resumption = Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: LazyLock<Arc<CryptoProvider>> =
         LazyLock::new(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));

@@ -25,12 +25,14 @@ pub struct GrpcCertificateSource {
 
 impl GrpcCertificateSource {
     /// A source for the control plane at `uri` (e.g. `http://127.0.0.1:15010`),
-    /// presenting `token`. Connects lazily, on the first request.
-    pub fn new(uri: impl Into<String>, token: &str) -> Result<Self, Error> {
-        let uri = uri.into();
-        let channel = tonic::transport::Endpoint::from_shared(uri.clone())
-            .map_err(|source| Error::InvalidUri { uri, source })?
-            .connect_lazy();
+    /// presenting `token`, over TLS when `tls` is given. Connects lazily, on
+    /// the first request.
+    pub fn new(
+        uri: &str,
+        token: &str,
+        tls: Option<&crate::ControlPlaneTls>,
+    ) -> Result<Self, Error> {
+        let channel = crate::channel::channel(uri, tls)?;
         let authorization = format!("Bearer {token}")
             .parse()
             .map_err(|_| Error::InvalidToken)?;

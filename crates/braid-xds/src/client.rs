@@ -38,6 +38,7 @@ pub struct ClientBuilder {
     types: BTreeMap<&'static str, TypeState>,
     stores: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
     duplicate: Option<&'static str>,
+    tls: Option<crate::ControlPlaneTls>,
 }
 
 /// A Delta xDS client: one stream to one server, reconnecting until shut
@@ -46,6 +47,8 @@ pub struct ClientBuilder {
 pub struct Client {
     uri: String,
     endpoint: Endpoint,
+    /// TLS to the control plane, when it serves TLS.
+    tls: Option<Arc<braid_identity::rustls::ClientConfig>>,
     node: core::Node,
     max_message_size: usize,
     attempts: Attempts,
@@ -128,6 +131,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Speaks TLS to the control plane, which must present `tls.expected`
+    /// chained to `tls.bundle` (default: plaintext).
+    pub fn control_plane_tls(mut self, tls: crate::ControlPlaneTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the configuration and creates the client; nothing connects yet.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(type_url) = self.duplicate {
@@ -153,9 +163,15 @@ impl ClientBuilder {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let handle = ClientHandle::new(commands_tx, shutdown_tx, status_rx, self.stores);
+        let tls = self
+            .tls
+            .as_ref()
+            .map(crate::channel::client_config)
+            .transpose()?;
         Ok(Client {
             uri: self.uri,
             endpoint,
+            tls,
             node: self.node.to_proto(),
             max_message_size: self.max_message_size,
             attempts: Attempts::new(self.backoff),
@@ -193,6 +209,7 @@ impl Client {
             types: BTreeMap::new(),
             stores: BTreeMap::new(),
             duplicate: None,
+            tls: None,
         }
     }
 

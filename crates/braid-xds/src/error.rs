@@ -21,6 +21,9 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The TLS configuration for the control plane cannot be built.
+    #[error("cannot set up TLS to the control plane: {0}")]
+    Tls(String),
     /// A proxy token cannot be sent as gRPC metadata.
     #[error(
         "the proxy token is not printable ASCII: use the token exactly as listed in its braid.dev/proxy-token Secret"

@@ -54,6 +54,7 @@
 
 mod backoff;
 mod certificates;
+pub mod channel;
 mod client;
 mod error;
 mod handle;
@@ -69,6 +70,7 @@ pub mod test_util;
 
 pub use backoff::Backoff;
 pub use certificates::GrpcCertificateSource;
+pub use channel::ControlPlaneTls;
 pub use client::{Client, ClientBuilder, NodeInfo};
 pub use error::{Error, Rejected, ResourceError};
 pub use handle::ClientHandle;

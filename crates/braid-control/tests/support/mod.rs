@@ -35,6 +35,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub cp: ControlPlane,
+    /// The CA directory, when the control plane runs with one (and so serves TLS).
+    pub ca_dir: Option<PathBuf>,
 }
 
 impl Harness {
@@ -49,8 +51,9 @@ impl Harness {
         }
         let mut config = Config::for_tests(dir.path());
         tune(&mut config);
+        let ca_dir = config.ca_dir.clone();
         let cp = ControlPlane::start(config).await?;
-        Ok(Self { dir, cp })
+        Ok(Self { dir, cp, ca_dir })
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

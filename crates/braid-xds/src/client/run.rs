@@ -75,9 +75,18 @@ impl Client {
             attempt: self.attempts.failures(),
         });
         let endpoint = self.endpoint.clone();
+        let connect = async {
+            match &self.tls {
+                None => endpoint.connect().await,
+                Some(config) => {
+                    let connector = crate::channel::connector(config.clone());
+                    endpoint.connect_with_connector(connector).await
+                }
+            }
+        };
         let channel = tokio::select! {
             _ = stopped(&mut self.shutdown) => return Exit::Shutdown,
-            connected = endpoint.connect() => match connected {
+            connected = connect => match connected {
                 Ok(channel) => channel,
                 Err(source) => return Exit::Failed(Error::Connect { uri: self.uri.clone(), source }),
             },

@@ -1,0 +1,273 @@
+//! The accepting side: TLS, the client's identity, then one task per
+//! `CONNECT` that asks the [`Connector`] for an upstream and splices bytes.
+//!
+//! Errors become HTTP statuses here and nowhere else: `405` for another
+//! method, `400` for a bad authority, the [`Refusal`](super::Refusal)'s
+//! status otherwise.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use braid_identity::{SpiffeId, TrustBundle, WorkloadCertificate, peer_identity, tls};
+use bytes::Bytes;
+use h2::{Ping, PingPong, RecvStream, server::SendResponse};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinSet,
+    time::timeout,
+};
+use tokio_rustls::TlsAcceptor;
+
+use super::{Connector, HboneStream, REASON_HEADER, Settings, parse_authority};
+
+/// Bytes buffered per direction while splicing a tunnel.
+const SPLICE_BUFFER: usize = 64 * 1024;
+
+/// Counts of a [`Server`]'s connections, cheap to clone and read.
+#[derive(Clone, Debug, Default)]
+pub struct ServerCounters {
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Accepts HBONE connections and serves their `CONNECT` streams.
+pub struct Server<C> {
+    acceptor: TlsAcceptor,
+    connector: Arc<C>,
+    settings: Settings,
+    counters: ServerCounters,
+}
+
+/// Decrements the open-connection count when a connection task ends.
+struct OpenGuard(Arc<AtomicUsize>);
+
+// === impl ServerCounters ===
+
+impl ServerCounters {
+    /// Connections accepted (TCP) since the server started.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections currently open.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+// === impl Server ===
+
+impl<C: Connector> Server<C> {
+    /// A server presenting `cert`, accepting clients whose certificates
+    /// chain to `bundle`, handing each tunnel to `connector`.
+    pub fn new(
+        cert: &WorkloadCertificate,
+        bundle: &TrustBundle,
+        connector: C,
+        settings: Settings,
+    ) -> Result<Self, tls::TlsError> {
+        Ok(Self {
+            acceptor: TlsAcceptor::from(tls::server_config(cert, bundle)?),
+            connector: Arc::new(connector),
+            settings,
+            counters: ServerCounters::default(),
+        })
+    }
+
+    /// The server's connection counts (keep a clone before [`Self::serve`]).
+    pub fn counters(&self) -> ServerCounters {
+        self.counters.clone()
+    }
+
+    /// Serves connections from `listener` until the future is dropped, which
+    /// closes every connection it accepted.
+    pub async fn serve(self, listener: TcpListener) {
+        let this = Arc::new(self);
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, remote)) => {
+                        this.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        this.counters.open.fetch_add(1, Ordering::Relaxed);
+                        let guard = OpenGuard(this.counters.open.clone());
+                        connections.spawn(this.clone().serve_connection(tcp, remote, guard));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not accept an HBONE connection");
+                        // Out of file descriptors and similar: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next() => {}
+            }
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, _: OpenGuard) {
+        let _ = tcp.set_nodelay(true);
+        let limit = self.settings.connect_timeout;
+        let tls = match timeout(limit, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::warn!(%remote, %error, side = "downstream", "HBONE TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%remote, ?limit, side = "downstream", "HBONE TLS handshake timed out");
+                return;
+            }
+        };
+        let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let peer = match peer_identity(certs) {
+            Ok(peer) => Arc::new(peer),
+            Err(error) => {
+                tracing::warn!(%remote, %error, side = "downstream", "HBONE client has no identity");
+                return;
+            }
+        };
+        let s = &self.settings;
+        let handshake = h2::server::Builder::new()
+            .initial_window_size(s.stream_window)
+            .initial_connection_window_size(s.connection_window)
+            .max_frame_size(s.max_frame_size)
+            .max_concurrent_streams(s.max_concurrent_streams)
+            .handshake::<_, Bytes>(tls);
+        let mut conn = match timeout(limit, handshake).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => {
+                tracing::debug!(%remote, %peer, %error, "HBONE HTTP/2 handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        tracing::debug!(%remote, %peer, "HBONE connection open");
+        let keepalive = unanswered_ping(conn.ping_pong(), &self.settings);
+        tokio::pin!(keepalive);
+        loop {
+            tokio::select! {
+                next = conn.accept() => match next {
+                    Some(Ok((request, respond))) => {
+                        tokio::spawn(self.clone().serve_stream(request, respond, peer.clone()));
+                    }
+                    Some(Err(error)) => {
+                        tracing::debug!(%remote, %peer, %error, "HBONE connection failed");
+                        break;
+                    }
+                    None => break,
+                },
+                // `accept` keeps driving the connection, so pings get answered.
+                reason = &mut keepalive => {
+                    tracing::debug!(%remote, %peer, %reason, "HBONE client is gone");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn serve_stream(
+        self: Arc<Self>,
+        request: Request<RecvStream>,
+        mut respond: SendResponse<Bytes>,
+        peer: Arc<SpiffeId>,
+    ) {
+        if request.method() != Method::CONNECT {
+            let reason = format!(
+                "{} is not served here: HBONE takes CONNECT",
+                request.method()
+            );
+            return reply(&mut respond, StatusCode::METHOD_NOT_ALLOWED, &reason);
+        }
+        let target = match parse_authority(request.uri()) {
+            Ok(target) => target,
+            Err(error) => return reply(&mut respond, StatusCode::BAD_REQUEST, &error.to_string()),
+        };
+        let mut upstream = match self.connector.connect(&peer, target).await {
+            Ok(upstream) => upstream,
+            Err(refusal) => {
+                tracing::debug!(%peer, %target, %refusal, "HBONE tunnel refused");
+                return reply(&mut respond, refusal.status(), &refusal.to_string());
+            }
+        };
+        let send = match respond.send_response(Response::new(()), false) {
+            Ok(send) => send,
+            Err(error) => {
+                tracing::debug!(%peer, %target, %error, "HBONE client went away");
+                return;
+            }
+        };
+        let mut tunnel = HboneStream::new(send, request.into_body(), None);
+        let copied = tokio::io::copy_bidirectional_with_sizes(
+            &mut tunnel,
+            &mut upstream,
+            SPLICE_BUFFER,
+            SPLICE_BUFFER,
+        )
+        .await;
+        match copied {
+            Ok((sent, received)) => {
+                tracing::debug!(%peer, %target, sent, received, "HBONE tunnel done")
+            }
+            // Dropping the tunnel resets the stream, so the client sees it too.
+            Err(error) => tracing::debug!(%peer, %target, %error, "HBONE tunnel aborted"),
+        }
+    }
+}
+
+/// Pings the client every `keepalive_interval`; returns once one goes
+/// unanswered, so a vanished client does not hold its streams forever.
+async fn unanswered_ping(ping_pong: Option<PingPong>, settings: &Settings) -> String {
+    let Some(mut ping_pong) = ping_pong else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(settings.keepalive_interval).await;
+        let limit = settings.keepalive_timeout;
+        match timeout(limit, ping_pong.ping(Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
+            Err(_) => return format!("no answer to a keep-alive ping within {limit:?}"),
+        }
+    }
+}
+
+/// Answers a stream with an error `status` and `reason`, ending it.
+fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, reason: &str) {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(REASON_HEADER, header_value(reason));
+    if let Err(error) = respond.send_response(response, true) {
+        tracing::debug!(%error, "could not answer an HBONE stream");
+    }
+}
+
+/// `text` as a header value: visible ASCII only, at most 512 bytes.
+fn header_value(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .take(512)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::try_from(clean).unwrap_or_else(|_| HeaderValue::from_static("refused"))
+}
