@@ -34,8 +34,14 @@ pub(crate) struct ConfigErrorsArgs {
 async fn connect(
     cp: &ControlPlane,
 ) -> anyhow::Result<ControlPlaneDebugClient<tonic::transport::Channel>> {
-    ControlPlaneDebugClient::connect(cp.uri()).await.with_context(|| {
-        format!("cannot reach the control plane at {}; is braid-control running? (set --control-plane)", cp.address)
+    let tls = cp.tls()?;
+    let channel = braid_xds::channel::connect(&cp.uri(), tls.as_ref()).await;
+    channel.map(ControlPlaneDebugClient::new).with_context(|| {
+        let hint = cp.tls_hint();
+        format!(
+            "cannot reach the control plane at {}; is braid-control running? (set --control-plane){hint}",
+            cp.address
+        )
     })
 }
 
@@ -46,7 +52,12 @@ pub(crate) async fn proxy_status(args: ProxyStatusArgs) -> anyhow::Result<ExitCo
     let status = client
         .proxy_status(ProxyStatusRequest {})
         .await
-        .context("proxy-status request failed")?
+        .with_context(|| {
+            format!(
+                "proxy-status request failed{}",
+                args.control_plane.tls_hint()
+            )
+        })?
         .into_inner();
     let all_synced = status
         .proxies
@@ -168,7 +179,12 @@ pub(crate) async fn config_errors(args: ConfigErrorsArgs) -> anyhow::Result<Exit
     let errors = client
         .config_errors(ConfigErrorsRequest {})
         .await
-        .context("config-errors request failed")?
+        .with_context(|| {
+            format!(
+                "config-errors request failed{}",
+                args.control_plane.tls_hint()
+            )
+        })?
         .into_inner()
         .errors;
     if errors.is_empty() {

@@ -51,7 +51,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// The `--control-plane` flag shared by every command.
+/// How to reach the control plane; shared by every command.
 #[derive(Debug, Clone, clap::Args)]
 struct ControlPlane {
     /// Address of braid-control's xDS/debug port (host:port or http://host:port).
@@ -62,16 +62,52 @@ struct ControlPlane {
         value_name = "ADDR"
     )]
     address: String,
+
+    /// The control plane's root certificate (`<its --ca-dir>/root-cert.pem`):
+    /// speak TLS and require the control plane's identity. Needed whenever
+    /// braid-control runs with a CA.
+    #[arg(long, env = "BRAID_CA_ROOT", value_name = "FILE")]
+    ca_root: Option<std::path::PathBuf>,
+
+    /// Trust domain of the control plane's identity (with --ca-root).
+    #[arg(long, env = "BRAID_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
 }
 
 impl ControlPlane {
-    /// The address as a URI tonic can dial.
+    /// The address as a URI tonic can dial (TLS, if any, is layered by the connector).
     fn uri(&self) -> String {
         if self.address.contains("://") {
             self.address.clone()
         } else {
             format!("http://{}", self.address)
         }
+    }
+
+    /// A hint for errors: a plaintext client cannot tell "not running" from
+    /// "speaks TLS" before its first request fails.
+    fn tls_hint(&self) -> &'static str {
+        if self.ca_root.is_none() {
+            "; if braid-control runs with a CA (--ca-dir), pass --ca-root <ca-dir>/root-cert.pem"
+        } else {
+            ""
+        }
+    }
+
+    /// TLS settings when `--ca-root` is given.
+    fn tls(&self) -> anyhow::Result<Option<braid_xds::ControlPlaneTls>> {
+        use anyhow::Context as _;
+        let Some(path) = &self.ca_root else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-root {}", path.display()))?;
+        let bundle = braid_identity::TrustBundle::from_pem(pem)
+            .with_context(|| format!("--ca-root {}", path.display()))?;
+        let trust_domain: braid_identity::TrustDomain =
+            self.trust_domain.parse().context("--trust-domain")?;
+        let expected = braid_identity::SpiffeId::control_plane(&trust_domain);
+        Ok(Some(braid_xds::ControlPlaneTls { bundle, expected }))
     }
 }
 

@@ -67,7 +67,11 @@ async fn watch<T: Resource + Serialize>(args: Args) -> anyhow::Result<ExitCode> 
     let (deltas, mut received) = mpsc::unbounded_channel();
     let mut node = NodeInfo::new(args.node_id.clone());
     node.user_agent_name = "braidctl".into();
-    let client = Client::builder(args.control_plane.uri(), node)
+    let mut builder = Client::builder(args.control_plane.uri(), node);
+    if let Some(tls) = args.control_plane.tls()? {
+        builder = builder.control_plane_tls(tls);
+    }
+    let client = builder
         .watch::<T>(subscription, move |delta: Delta<T>| {
             print_delta(short, &delta);
             let _ = deltas.send(());

@@ -145,3 +145,63 @@ async fn unreachable_control_plane_is_a_clear_error() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn with_ca_root_braidctl_talks_tls_to_a_control_plane_with_a_ca() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::write(config_dir.join("pods.yaml"), pod("a", "198.18.0.1", "a"))?;
+    let mut config = Config::for_tests(&config_dir);
+    config.ca_dir = Some(dir.path().join("ca"));
+    let cp = ControlPlane::start(config).await?;
+    let addr = cp.xds_addr().to_string();
+    let root = dir.path().join("ca/root-cert.pem");
+    let root = root.to_string_lossy();
+
+    let (ok, out) = run(&["proxy-status", "--control-plane", &addr, "--ca-root", &root]).await?;
+    assert!(ok, "{out}");
+    assert!(out.starts_with("control plane version 1"), "{out}");
+
+    // Plaintext against a TLS port fails, and the error says what to add.
+    let out = tokio::time::timeout(
+        DEADLINE,
+        braidctl()
+            .args(["proxy-status", "--control-plane", &addr])
+            .output(),
+    )
+    .await??;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pass --ca-root"), "{stderr}");
+
+    // x watch over TLS.
+    let out = tokio::time::timeout(
+        DEADLINE,
+        braidctl()
+            .args([
+                "x",
+                "watch",
+                "--type",
+                "workload",
+                "--count",
+                "1",
+                "--control-plane",
+                &addr,
+                "--ca-root",
+                &root,
+            ])
+            .output(),
+    )
+    .await??;
+    assert!(out.status.success());
+    let line: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .context("one delta")?,
+    )?;
+    assert_eq!(line["name"], "shop/a");
+    cp.shutdown().await;
+    Ok(())
+}
