@@ -8,7 +8,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -20,6 +20,7 @@ use h2::{Ping, PingPong, RecvStream, server::SendResponse};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tokio::{
     net::{TcpListener, TcpStream},
+    sync::watch,
     task::JoinSet,
     time::timeout,
 };
@@ -39,10 +40,23 @@ pub struct ServerCounters {
 
 /// Accepts HBONE connections and serves their `CONNECT` streams.
 pub struct Server<C> {
-    acceptor: TlsAcceptor,
+    tls: TlsSource,
     connector: Arc<C>,
     settings: Settings,
     counters: ServerCounters,
+}
+
+/// The server's certificate: fixed, or followed as the certificate manager
+/// renews it. A renewal applies to new connections; open ones keep the
+/// certificate they were established with, so no stream is dropped.
+enum TlsSource {
+    Fixed(TlsAcceptor),
+    Rotating {
+        certs: watch::Receiver<Arc<WorkloadCertificate>>,
+        bundle: TrustBundle,
+        /// The acceptor for the newest certificate seen, rebuilt on change.
+        cache: Mutex<(Arc<WorkloadCertificate>, TlsAcceptor)>,
+    },
 }
 
 /// Decrements the open-connection count when a connection task ends.
@@ -68,6 +82,29 @@ impl Drop for OpenGuard {
     }
 }
 
+// === impl TlsSource ===
+
+impl TlsSource {
+    fn acceptor(&self) -> Result<TlsAcceptor, tls::TlsError> {
+        match self {
+            Self::Fixed(acceptor) => Ok(acceptor.clone()),
+            Self::Rotating {
+                certs,
+                bundle,
+                cache,
+            } => {
+                let cert = certs.borrow().clone();
+                let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                if !Arc::ptr_eq(&cache.0, &cert) {
+                    let acceptor = TlsAcceptor::from(tls::server_config(&cert, bundle)?);
+                    *cache = (cert, acceptor);
+                }
+                Ok(cache.1.clone())
+            }
+        }
+    }
+}
+
 // === impl Server ===
 
 impl<C: Connector> Server<C> {
@@ -80,7 +117,29 @@ impl<C: Connector> Server<C> {
         settings: Settings,
     ) -> Result<Self, tls::TlsError> {
         Ok(Self {
-            acceptor: TlsAcceptor::from(tls::server_config(cert, bundle)?),
+            tls: TlsSource::Fixed(TlsAcceptor::from(tls::server_config(cert, bundle)?)),
+            connector: Arc::new(connector),
+            settings,
+            counters: ServerCounters::default(),
+        })
+    }
+
+    /// A server presenting whatever certificate `certs` holds now (e.g. from
+    /// `CertificateManager::watch`), so renewals need no restart.
+    pub fn rotating(
+        certs: watch::Receiver<Arc<WorkloadCertificate>>,
+        bundle: TrustBundle,
+        connector: C,
+        settings: Settings,
+    ) -> Result<Self, tls::TlsError> {
+        let cert = certs.borrow().clone();
+        let acceptor = TlsAcceptor::from(tls::server_config(&cert, &bundle)?);
+        Ok(Self {
+            tls: TlsSource::Rotating {
+                certs,
+                bundle,
+                cache: Mutex::new((cert, acceptor)),
+            },
             connector: Arc::new(connector),
             settings,
             counters: ServerCounters::default(),
@@ -120,7 +179,14 @@ impl<C: Connector> Server<C> {
     async fn serve_connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, _: OpenGuard) {
         let _ = tcp.set_nodelay(true);
         let limit = self.settings.connect_timeout;
-        let tls = match timeout(limit, self.acceptor.accept(tcp)).await {
+        let acceptor = match self.tls.acceptor() {
+            Ok(acceptor) => acceptor,
+            Err(error) => {
+                tracing::error!(%remote, %error, side = "internal", "no usable HBONE server certificate");
+                return;
+            }
+        };
+        let tls = match timeout(limit, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
                 tracing::warn!(%remote, %error, side = "downstream", "HBONE TLS handshake failed");
