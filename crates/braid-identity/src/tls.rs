@@ -59,23 +59,7 @@ pub fn server_config(
     cert: &WorkloadCertificate,
     bundle: &TrustBundle,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
-    let webpki = WebPkiClientVerifier::builder_with_provider(bundle.root_store(), provider.clone())
-        .build()?;
-    let error = |source| TlsError::Config {
-        side: "server",
-        source,
-    };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(error)?
-        .with_client_cert_verifier(Arc::new(verifier::ClientVerifier::new(webpki)))
-        .with_single_cert(cert.chain().to_vec(), cert.key().clone_key())
-        .map_err(error)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Ok(Arc::new(config))
+    build_server_config(cert, bundle, true)
 }
 
 /// A client configuration presenting `cert` and accepting only a server
@@ -88,25 +72,9 @@ pub fn client_config(
     bundle: &TrustBundle,
     expected: SpiffeId,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let provider = provider();
-    let verifier = verifier::ServerVerifier::new(bundle.root_store(), expected, &provider);
-    let error = |source| TlsError::Config {
-        side: "client",
-        source,
-    };
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(error)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(cert.chain().to_vec(), cert.key().clone_key())
-        .map_err(error)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    config.resumption = Resumption::disabled();
-    Ok(Arc::new(config))
+    build_client_config(Some(cert), bundle, expected)
 }
 
-/// The crypto provider every configuration uses: aws-lc-rs.
 /// A server configuration for the control plane's own port: like
 /// [`server_config`], but a client certificate is optional, because proxies
 /// reach the certificate service there before they have one (they
@@ -116,10 +84,20 @@ pub fn server_config_client_cert_optional(
     cert: &WorkloadCertificate,
     bundle: &TrustBundle,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    build_server_config(cert, bundle, false)
+}
+
+fn build_server_config(
+    cert: &WorkloadCertificate,
+    bundle: &TrustBundle,
+    client_cert_required: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let webpki = WebPkiClientVerifier::builder_with_provider(bundle.root_store(), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let mut webpki =
+        WebPkiClientVerifier::builder_with_provider(bundle.root_store(), provider.clone());
+    if !client_cert_required {
+        webpki = webpki.allow_unauthenticated();
+    }
     let error = |source| TlsError::Config {
         side: "server",
         source,
@@ -127,7 +105,7 @@ pub fn server_config_client_cert_optional(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(error)?
-        .with_client_cert_verifier(Arc::new(verifier::ClientVerifier::new(webpki)))
+        .with_client_cert_verifier(Arc::new(verifier::ClientVerifier::new(webpki.build()?)))
         .with_single_cert(cert.chain().to_vec(), cert.key().clone_key())
         .map_err(error)?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
@@ -143,22 +121,37 @@ pub fn client_config_without_cert(
     bundle: &TrustBundle,
     expected: SpiffeId,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    build_client_config(None, bundle, expected)
+}
+
+fn build_client_config(
+    cert: Option<&WorkloadCertificate>,
+    bundle: &TrustBundle,
+    expected: SpiffeId,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let verifier = verifier::ServerVerifier::new(bundle.root_store(), expected, &provider);
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let error = |source| TlsError::Config {
+        side: "client",
+        source,
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TlsError::Config {
-            side: "client",
-            source,
-        })?
+        .map_err(error)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match cert {
+        Some(cert) => builder
+            .with_client_auth_cert(cert.chain().to_vec(), cert.key().clone_key())
+            .map_err(error)?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
 }
 
+/// The crypto provider every configuration uses: aws-lc-rs.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: LazyLock<Arc<CryptoProvider>> =
         LazyLock::new(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
