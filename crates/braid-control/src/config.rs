@@ -52,8 +52,22 @@ pub struct Config {
     /// Directory of the built-in CA: a root key and certificate are created
     /// there on first start (key mode 0600) and reused afterwards. Enables the
     /// certificate service on the xDS port; without it no certificates are issued.
-    #[arg(long, env = "BRAID_CA_DIR", value_name = "DIR")]
+    #[arg(long, env = "BRAID_CA_DIR", value_name = "DIR", conflicts_with = "ca_cert")]
     pub ca_dir: Option<PathBuf>,
+
+    /// An operator-provided intermediate CA certificate (PEM) to sign with
+    /// instead of a root of our own; needs `--ca-key` and `--ca-chain`.
+    #[arg(long, env = "BRAID_CA_CERT", value_name = "FILE", requires_all = ["ca_key", "ca_chain"])]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The intermediate CA's private key (PEM, PKCS#8 or SEC1/PKCS#1).
+    #[arg(long, env = "BRAID_CA_KEY", value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+
+    /// The chain above the intermediate, ending with the root that proxies
+    /// trust (PEM; the intermediate itself may come first).
+    #[arg(long, env = "BRAID_CA_CHAIN", value_name = "FILE", requires = "ca_cert")]
+    pub ca_chain: Option<PathBuf>,
 
     /// Lifetime of issued workload certificates, e.g. `24h`, `90m`, `3600s`.
     #[arg(long, env = "BRAID_CERT_LIFETIME", default_value = "24h", value_parser = parse_lifetime, value_name = "DURATION")]
@@ -98,6 +112,9 @@ impl Config {
             trust_domain: braid_model::DEFAULT_TRUST_DOMAIN.to_string(),
             cluster_domain: braid_model::DEFAULT_CLUSTER_DOMAIN.to_string(),
             ca_dir: None,
+            ca_cert: None,
+            ca_key: None,
+            ca_chain: None,
             cert_lifetime: Duration::from_secs(24 * 3600),
         }
     }

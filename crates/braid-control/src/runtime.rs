@@ -53,12 +53,22 @@ pub enum StartError {
     #[error(transparent)]
     Source(#[from] crate::source::file::FileSourceError),
     /// The CA cannot be loaded or created.
-    #[error("certificate authority in {dir}: {source}")]
+    #[error("certificate authority {}: {source}", location.display())]
     Ca {
-        /// The `--ca-dir`.
-        dir: std::path::PathBuf,
+        /// The `--ca-dir`, or the `--ca-cert` of an intermediate.
+        location: std::path::PathBuf,
         /// What failed.
         source: braid_identity::ca::CaError,
+    },
+    /// A file of the operator's intermediate CA cannot be read.
+    #[error("--{flag} {}: {source}", path.display())]
+    CaFile {
+        /// The flag naming the file.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// The control plane's own certificate could not be issued.
     #[error("cannot issue the control plane's serving certificate: {0}")]
@@ -248,17 +258,42 @@ async fn serving_certificate(
     Ok((manager, id))
 }
 
-/// The CA, when `--ca-dir` is set.
+/// The CA: a root of our own in `--ca-dir`, or the operator's intermediate
+/// from `--ca-cert`/`--ca-key`/`--ca-chain`; none when neither is set.
 fn load_ca(config: &Config) -> Result<Option<Arc<Ca>>, StartError> {
-    let Some(dir) = &config.ca_dir else {
-        return Ok(None);
-    };
     let trust_domain = TrustDomain::from_str(&config.trust_domain)?;
-    let ca = Ca::load_or_create(dir, &trust_domain).map_err(|source| StartError::Ca {
-        dir: dir.clone(),
-        source,
-    })?;
-    tracing::info!(dir = %dir.display(), %trust_domain, "certificate authority ready");
+    let ca = match (&config.ca_dir, &config.ca_cert, &config.ca_key, &config.ca_chain) {
+        (Some(dir), ..) => {
+            let ca = Ca::load_or_create(dir, &trust_domain).map_err(|source| StartError::Ca {
+                location: dir.clone(),
+                source,
+            })?;
+            tracing::info!(dir = %dir.display(), %trust_domain, "certificate authority ready");
+            ca
+        }
+        (None, Some(cert), Some(key), Some(chain)) => {
+            let read = |path: &std::path::PathBuf, flag: &'static str| {
+                std::fs::read_to_string(path).map_err(|source| StartError::CaFile {
+                    flag,
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let (cert_pem, key_pem, chain_pem) = (
+                read(cert, "ca-cert")?,
+                read(key, "ca-key")?,
+                read(chain, "ca-chain")?,
+            );
+            let ca = Ca::from_intermediate(&trust_domain, &cert_pem, &key_pem, &chain_pem)
+                .map_err(|source| StartError::Ca {
+                    location: cert.clone(),
+                    source,
+                })?;
+            tracing::info!(cert = %cert.display(), %trust_domain, "intermediate certificate authority ready");
+            ca
+        }
+        _ => return Ok(None),
+    };
     Ok(Some(Arc::new(ca)))
 }
 

@@ -74,16 +74,26 @@ async fn sign(
     token: Option<&str>,
     id: &str,
 ) -> Result<(SignResponse, CertificateRequest), tonic::Status> {
-    let parsed = SpiffeId::from_str(id).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let csr = CertificateRequest::generate(&parsed)
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
     let tls = h
         .ca_dir
         .as_deref()
         .map(control_plane_tls)
         .transpose()
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let channel = braid_xds::channel::connect(&format!("http://{}", h.cp.xds_addr()), tls.as_ref())
+    sign_with(h, tls.as_ref(), token, id).await
+}
+
+/// [`sign`] over a channel trusting `tls` (plaintext without).
+async fn sign_with(
+    h: &Harness,
+    tls: Option<&braid_xds::ControlPlaneTls>,
+    token: Option<&str>,
+    id: &str,
+) -> Result<(SignResponse, CertificateRequest), tonic::Status> {
+    let parsed = SpiffeId::from_str(id).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let csr = CertificateRequest::generate(&parsed)
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let channel = braid_xds::channel::connect(&format!("http://{}", h.cp.xds_addr()), tls)
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut client = CertificateServiceClient::new(channel);
@@ -384,5 +394,59 @@ async fn with_a_ca_the_xds_port_serves_tls_as_the_control_plane() -> anyhow::Res
         tokio::time::timeout(DEADLINE, task).await??;
     }
     h.cp.shutdown().await;
+    Ok(())
+}
+
+/// With `--ca-cert/--ca-key/--ca-chain` the control plane signs with the
+/// operator's intermediate: workload chains carry it, the bundle is the
+/// operator's root, and the gRPC port is verified against that root.
+#[tokio::test]
+async fn an_operator_intermediate_signs_and_serves_tls() -> anyhow::Result<()> {
+    let (root_der, root_pem, cert_pem, key_pem) = braid_identity::test_util::operator_pki("corp");
+    let pki = tempfile::tempdir()?;
+    let path = |name: &str| pki.path().join(name);
+    std::fs::write(path("ca.pem"), &cert_pem)?;
+    std::fs::write(path("ca-key.pem"), &key_pem)?;
+    std::fs::write(path("chain.pem"), &root_pem)?;
+    let h = Harness::start(&files(), |c| {
+        c.ca_cert = Some(path("ca.pem"));
+        c.ca_key = Some(path("ca-key.pem"));
+        c.ca_chain = Some(path("chain.pem"));
+    })
+    .await?;
+
+    // Proxies are given the operator's root, not a file of ours.
+    let tls = braid_xds::ControlPlaneTls {
+        bundle: TrustBundle::from_pem(&root_pem)?,
+        expected: SpiffeId::control_plane(&"cluster.local".parse()?),
+    };
+    let (issued, csr) = sign_with(
+        &h,
+        Some(&tls),
+        Some(WEB_TOKEN),
+        "spiffe://cluster.local/ns/shop/sa/web",
+    )
+    .await?;
+    let cert = csr.into_certificate(chain(&issued.cert_chain_pem)?)?;
+    assert_eq!(cert.chain().len(), 2, "leaf and the operator's intermediate");
+    assert_eq!(cert.chain()[1], chain(&cert_pem)?[0]);
+    let bundle = TrustBundle::from_pem(&issued.trust_bundle_pem)?;
+    assert_eq!(bundle.roots(), [root_der]);
+    h.cp.shutdown().await;
+
+    // A key that does not belong to the certificate is refused at start-up,
+    // naming the file.
+    let (_, _, _, other_key) = braid_identity::test_util::operator_pki("other");
+    std::fs::write(path("ca-key.pem"), &other_key)?;
+    let err = Harness::start(&files(), |c| {
+        c.ca_cert = Some(path("ca.pem"));
+        c.ca_key = Some(path("ca-key.pem"));
+        c.ca_chain = Some(path("chain.pem"));
+    })
+    .await
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap_or_default();
+    assert!(err.contains("ca.pem"), "{err}");
     Ok(())
 }

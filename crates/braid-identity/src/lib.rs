@@ -36,6 +36,8 @@ mod spiffe;
 pub mod tls;
 mod workload;
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 #[cfg(test)]
 mod testing;
 

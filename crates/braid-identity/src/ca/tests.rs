@@ -215,34 +215,7 @@ fn sign_refuses_foreign_trust_domains_and_zero_lifetimes() {
     assert!(matches!(err, CaError::ZeroLifetime { .. }), "{err}");
 }
 
-/// An operator's root and an intermediate below it that expires in a day:
-/// (root PEM, intermediate PEM, intermediate key PEM).
-pub(crate) fn operator_pki(name: &str) -> (CertificateDer<'static>, String, String, String) {
-    let ca_params = |cn: &str, lifetime: Duration| {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
-        params.not_after = (SystemTime::now() + lifetime).into();
-        params
-    };
-    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let root_params = ca_params(&format!("{name} root"), Duration::from_secs(86400 * 365));
-    let root = root_params.self_signed(&root_key).unwrap();
-    let issuer = rcgen::Issuer::new(root_params, root_key);
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let intermediate = ca_params(&format!("{name} intermediate"), Duration::from_secs(86400))
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (
-        root.der().clone(),
-        root.pem(),
-        intermediate.pem(),
-        key.serialize_pem(),
-    )
-}
+pub(crate) use crate::test_util::operator_pki;
 
 #[test]
 fn intermediate_issues_chains_to_the_operator_root() {
