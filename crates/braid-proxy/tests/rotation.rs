@@ -1,5 +1,6 @@
 //! Certificate renewal under load: the server follows its certificate
-//! manager, and a renewal drops none of 100 live streams.
+//! manager, a renewal drops none of 100 live streams, and a client's renewed
+//! certificate goes on new pooled connections.
 
 // Shared with tests/hbone.rs; this test uses only part of it.
 #[allow(dead_code)]
@@ -122,6 +123,27 @@ async fn renewal_under_a_hundred_live_streams_drops_none() -> anyhow::Result<()>
     within("the echo", stream.read_exact(&mut echoed)).await?;
     assert_eq!(&echoed, b"new");
     assert_eq!(counters.accepted(), accepted + 1);
+
+    // The client renews too: its next tunnel goes on a new pooled connection
+    // that presents the new certificate; the 100 old streams stay put.
+    let request = CertificateRequest::generate(&id("client"))?;
+    let issued = ca.sign(&request.csr, &id("client"), Duration::from_secs(3600))?;
+    let renewed_client = request.into_certificate(issued.chain)?;
+    let before = pool.connections();
+    let mut stream = within(
+        "a tunnel with the renewed client certificate",
+        pool.connect(&renewed_client, proxy, &server_id, backend),
+    )
+    .await?;
+    stream.write_all(b"renewed").await?;
+    let mut echoed = [0; 7];
+    within("the echo", stream.read_exact(&mut echoed)).await?;
+    assert_eq!(&echoed, b"renewed");
+    assert_eq!(pool.connections(), before + 1, "a connection of its own");
+    streams[0].write_all(b"old").await?;
+    let mut echoed = [0; 3];
+    within("the echo on an old stream", streams[0].read_exact(&mut echoed)).await?;
+    assert_eq!(&echoed, b"old");
     manager.shutdown();
     serving.abort();
     Ok(())

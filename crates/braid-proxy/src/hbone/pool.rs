@@ -38,6 +38,10 @@ pub struct Pool {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     pub(super) source: SpiffeId,
+    /// Which certificate of `source` (a hash of its leaf): after a renewal
+    /// new tunnels go on new connections presenting the new certificate,
+    /// and connections with the old one drain and idle out.
+    pub(super) certificate: u64,
     pub(super) proxy: SocketAddr,
     pub(super) expected: SpiffeId,
 }
@@ -78,9 +82,9 @@ impl Pool {
     /// pooled connection that turns out to be dead is evicted and the tunnel
     /// tried once more on a new one.
     ///
-    /// Connections are shared by `source`'s identity: ones already open keep
-    /// the certificate they were opened with, so after a renewal only new
-    /// connections present the new certificate.
+    /// Connections are shared by `source`'s identity and certificate: after
+    /// a renewal, tunnels opened with the new certificate go on connections
+    /// that present it, while those already open on the old one carry on.
     pub async fn connect(
         &self,
         source: &WorkloadCertificate,
@@ -90,6 +94,7 @@ impl Pool {
     ) -> Result<HboneStream, Error> {
         let key = Key {
             source: source.spiffe_id().clone(),
+            certificate: leaf_hash(source),
             proxy,
             expected: expected.clone(),
         };
@@ -287,6 +292,15 @@ impl Inner {
 /// not the tunnel, failed (so a new connection may succeed).
 fn stale(e: &h2::Error) -> bool {
     e.is_go_away() || e.is_io() || e.reason() == Some(Reason::REFUSED_STREAM)
+}
+
+/// Tells certificates apart for pooling; not a security check (the TLS
+/// handshake presents the certificate itself).
+fn leaf_hash(source: &WorkloadCertificate) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    source.leaf().as_ref().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// `ip:port` as an authority-form URI, the `CONNECT` target.
