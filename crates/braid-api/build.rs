@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "xds/envoy/service/discovery/v3/discovery.proto",
         "braid/workload/v1alpha1/workload.proto",
         "braid/security/v1alpha1/authorization.proto",
+        "braid/security/v1alpha1/peer_authentication.proto",
         "braid/security/v1alpha1/certificate.proto",
         "braid/admin/v1alpha1/debug.proto",
     ];

@@ -25,6 +25,7 @@ use tokio::process::Command;
 const WORKLOAD: &str = "type.googleapis.com/braid.workload.v1alpha1.Workload";
 const SERVICE: &str = "type.googleapis.com/braid.workload.v1alpha1.Service";
 const AUTHORIZATION: &str = "type.googleapis.com/braid.security.v1alpha1.Authorization";
+const PEER_AUTHENTICATION: &str = "type.googleapis.com/braid.security.v1alpha1.PeerAuthentication";
 
 /// Two ambient pods, a service selecting them and a DENY policy, in one file
 /// so the control plane applies them as one batch.
@@ -76,10 +77,17 @@ spec:
   action: DENY
   rules:
   - from: {namespaces: [legacy]}
+---
+apiVersion: braid.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec:
+  mtls: {mode: STRICT}
 "#;
 
-/// Distinct resources the client waits for: 2 workloads, 1 service, 1 policy.
-const EXPECTED_RESOURCES: usize = 4;
+/// Distinct resources the client waits for: 2 workloads, 1 service, 1
+/// authorization and 1 peer authentication.
+const EXPECTED_RESOURCES: usize = 5;
 
 /// Bound on the client run (it has its own, shorter `-timeout`).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
@@ -106,6 +114,7 @@ async fn go_control_plane_client_decodes_braid_resources() -> Result<()> {
     check_workload(&resources, "web-b", [198, 18, 1, 12])?;
     check_service(&resources)?;
     check_authorization(&resources)?;
+    check_peer_authentication(&resources)?;
     ensure!(
         resources.len() == EXPECTED_RESOURCES,
         "unexpected extra resources: {:?}",
@@ -327,6 +336,19 @@ fn check_authorization(resources: &Resources) -> Result<()> {
     ensure!(
         a["rules"][0]["sourceNamespaces"] == serde_json::json!(["legacy"]),
         "authorization: rules: {a}"
+    );
+    Ok(())
+}
+
+fn check_peer_authentication(resources: &Resources) -> Result<()> {
+    let (_, p) = find(resources, PEER_AUTHENTICATION, "strict")?;
+    ensure!(
+        p["namespace"] == "shop",
+        "peer authentication: namespace: {p}"
+    );
+    ensure!(
+        p["mode"] == "MTLS_MODE_STRICT",
+        "peer authentication: mode: {p}"
     );
     Ok(())
 }

@@ -46,6 +46,7 @@ var defaultTypeURLs = []string{
 	"type.googleapis.com/braid.workload.v1alpha1.Workload",
 	"type.googleapis.com/braid.workload.v1alpha1.Service",
 	"type.googleapis.com/braid.security.v1alpha1.Authorization",
+	"type.googleapis.com/braid.security.v1alpha1.PeerAuthentication",
 }
 
 // typeList is a repeatable, comma-separated -type flag.

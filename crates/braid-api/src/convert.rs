@@ -1,4 +1,4 @@
-//! Conversions between wire types and `braid-model`: `to_proto` out,
+//! Conversions between wire types and `braid-model`: `*_to_proto` out,
 //! `TryFrom` in. A failed conversion is a NACK reason, so errors name the
 //! resource and the field.
 
@@ -347,6 +347,50 @@ impl TryFrom<sec::Authorization> for model::AuthorizationPolicy {
             selector: (!p.selector.is_empty()).then_some(p.selector),
             action,
             rules,
+        })
+    }
+}
+
+// === PeerAuthentication ===
+
+/// The wire form of a peer authentication policy.
+pub fn peer_authentication_to_proto(p: &model::PeerAuthentication) -> sec::PeerAuthentication {
+    sec::PeerAuthentication {
+        name: p.name.clone(),
+        namespace: p.namespace.clone(),
+        selector: p.selector.clone().unwrap_or_default(),
+        mode: match p.mode {
+            model::MtlsMode::Strict => sec::MtlsMode::Strict,
+            model::MtlsMode::Permissive => sec::MtlsMode::Permissive,
+        } as i32,
+    }
+}
+
+impl TryFrom<sec::PeerAuthentication> for model::PeerAuthentication {
+    type Error = ConvertError;
+
+    fn try_from(p: sec::PeerAuthentication) -> Result<Self, Self::Error> {
+        let err = |message: String| ConvertError {
+            kind: "PeerAuthentication",
+            name: format!("{}/{}", p.namespace, p.name),
+            field: "mode".into(),
+            message,
+        };
+        let mode = match sec::MtlsMode::try_from(p.mode) {
+            Ok(sec::MtlsMode::Strict) => model::MtlsMode::Strict,
+            Ok(sec::MtlsMode::Permissive) => model::MtlsMode::Permissive,
+            // Fail closed: guessing PERMISSIVE could let plaintext through,
+            // guessing STRICT could cut off a whole namespace.
+            Ok(sec::MtlsMode::Unspecified) => {
+                return Err(err("is unset; must be STRICT or PERMISSIVE".into()));
+            }
+            Err(_) => return Err(err(format!("unknown mode {}", p.mode))),
+        };
+        Ok(model::PeerAuthentication {
+            name: p.name,
+            namespace: p.namespace,
+            selector: (!p.selector.is_empty()).then_some(p.selector),
+            mode,
         })
     }
 }

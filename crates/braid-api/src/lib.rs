@@ -46,7 +46,7 @@ pub mod braid {
             tonic::include_proto!("braid.workload.v1alpha1");
         }
     }
-    /// `braid.security.v1alpha1`: authorization.
+    /// `braid.security.v1alpha1`: authorization, peer authentication and certificates.
     pub mod security {
         /// Version v1alpha1.
         pub mod v1alpha1 {

@@ -52,7 +52,12 @@ pub struct Config {
     /// Directory of the built-in CA: a root key and certificate are created
     /// there on first start (key mode 0600) and reused afterwards. Enables the
     /// certificate service on the xDS port; without it no certificates are issued.
-    #[arg(long, env = "BRAID_CA_DIR", value_name = "DIR", conflicts_with = "ca_cert")]
+    #[arg(
+        long,
+        env = "BRAID_CA_DIR",
+        value_name = "DIR",
+        conflicts_with = "ca_cert"
+    )]
     pub ca_dir: Option<PathBuf>,
 
     /// An operator-provided intermediate CA certificate (PEM) to sign with
@@ -66,7 +71,12 @@ pub struct Config {
 
     /// The chain above the intermediate, ending with the root that proxies
     /// trust (PEM; the intermediate itself may come first).
-    #[arg(long, env = "BRAID_CA_CHAIN", value_name = "FILE", requires = "ca_cert")]
+    #[arg(
+        long,
+        env = "BRAID_CA_CHAIN",
+        value_name = "FILE",
+        requires = "ca_cert"
+    )]
     pub ca_chain: Option<PathBuf>,
 
     /// Lifetime of issued workload certificates, e.g. `24h`, `90m`, `3600s`.

@@ -25,7 +25,7 @@ use crate::{
 pub mod publisher;
 
 /// Resource updates for one publish: per type, name -> new resource or removal.
-pub type Updates = [BTreeMap<String, Option<Arc<Resource>>>; 3];
+pub type Updates = [BTreeMap<String, Option<Arc<Resource>>>; ResourceType::COUNT];
 
 /// Every object the sources reported, grouped by namespace.
 #[derive(Debug, Default)]
@@ -49,6 +49,7 @@ struct Space {
     slices: BTreeMap<String, Arc<KubeObject>>,
     service_accounts: BTreeSet<String>,
     policies: BTreeMap<String, Arc<KubeObject>>,
+    peer_authentications: BTreeMap<String, Arc<KubeObject>>,
 }
 
 // === impl Index ===
@@ -87,6 +88,7 @@ impl Index {
             Kind::Service => &mut space.services,
             Kind::EndpointSlice => &mut space.slices,
             Kind::AuthorizationPolicy => &mut space.policies,
+            Kind::PeerAuthentication => &mut space.peer_authentications,
             Kind::ServiceAccount => {
                 space.service_accounts.insert(key.name);
                 self.dirty.insert(key.namespace);
@@ -117,6 +119,7 @@ impl Index {
                 Kind::EndpointSlice => drop(space.slices.remove(&key.name)),
                 Kind::ServiceAccount => drop(space.service_accounts.remove(&key.name)),
                 Kind::AuthorizationPolicy => drop(space.policies.remove(&key.name)),
+                Kind::PeerAuthentication => drop(space.peer_authentications.remove(&key.name)),
                 Kind::Namespace | Kind::ProxyToken => {}
             }
         }
@@ -171,8 +174,8 @@ impl Index {
     }
 
     /// Translates every object of namespace `ns` into resources.
-    fn resources_of(&self, ns: &str) -> [BTreeMap<String, Arc<Resource>>; 3] {
-        let mut out: [BTreeMap<String, Arc<Resource>>; 3] = Default::default();
+    fn resources_of(&self, ns: &str) -> [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT] {
+        let mut out: [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT] = Default::default();
         let Some(space) = self.spaces.get(ns) else {
             return out;
         };
@@ -233,6 +236,24 @@ impl Index {
             );
             out[ResourceType::Authorization as usize].insert(name, Arc::new(r));
         }
+        // Every PeerAuthentication is served as is: precedence (workload,
+        // namespace, mesh-wide from the root namespace) is resolved by the
+        // proxy with `braid_model::effective_mtls_mode`, so a mesh-wide policy
+        // stays one resource of the root namespace and the index stays
+        // namespace-local.
+        let peer_authentications = space
+            .peer_authentications
+            .values()
+            .filter_map(|o| o.as_peer_authentication());
+        for policy in peer_authentications {
+            let name = format!("{}/{}", policy.namespace, policy.name);
+            let r = Resource::encode(
+                ResourceType::PeerAuthentication,
+                name.clone(),
+                &convert::peer_authentication_to_proto(policy),
+            );
+            out[ResourceType::PeerAuthentication as usize].insert(name, Arc::new(r));
+        }
         out
     }
 }
@@ -246,6 +267,7 @@ impl Space {
             && self.slices.is_empty()
             && self.service_accounts.is_empty()
             && self.policies.is_empty()
+            && self.peer_authentications.is_empty()
     }
 }
 

@@ -11,7 +11,7 @@ use crate::snapshot::{ResourceType, Snapshot};
 #[derive(Debug, Default)]
 pub struct Metrics {
     snapshot_version: AtomicU64,
-    resources: [AtomicU64; 3],
+    resources: [AtomicU64; ResourceType::COUNT],
     /// Responses sent to proxies.
     pub pushes: AtomicU64,
     /// Resources sent (sum over responses).

@@ -262,7 +262,12 @@ async fn serving_certificate(
 /// from `--ca-cert`/`--ca-key`/`--ca-chain`; none when neither is set.
 fn load_ca(config: &Config) -> Result<Option<Arc<Ca>>, StartError> {
     let trust_domain = TrustDomain::from_str(&config.trust_domain)?;
-    let ca = match (&config.ca_dir, &config.ca_cert, &config.ca_key, &config.ca_chain) {
+    let ca = match (
+        &config.ca_dir,
+        &config.ca_cert,
+        &config.ca_key,
+        &config.ca_chain,
+    ) {
         (Some(dir), ..) => {
             let ca = Ca::load_or_create(dir, &trust_domain).map_err(|source| StartError::Ca {
                 location: dir.clone(),

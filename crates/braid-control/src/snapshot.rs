@@ -22,6 +22,8 @@ pub enum ResourceType {
     Service = 1,
     /// `braid.security.v1alpha1.Authorization`
     Authorization = 2,
+    /// `braid.security.v1alpha1.PeerAuthentication`
+    PeerAuthentication = 3,
 }
 
 /// One encoded resource with its version.
@@ -44,7 +46,7 @@ pub struct ChangeSet {
     /// The snapshot version this change produced.
     pub version: u64,
     /// Changed names per type, indexed by `ResourceType as usize`.
-    pub names: [BTreeSet<String>; 3],
+    pub names: [BTreeSet<String>; ResourceType::COUNT],
 }
 
 /// Everything the xDS server serves at one point in time.
@@ -53,7 +55,7 @@ pub struct Snapshot {
     /// Increases by one with each publish; starts at 1 for the first full load.
     pub version: u64,
     /// Resources per type, indexed by `ResourceType as usize`.
-    pub types: [Arc<Resources>; 3],
+    pub types: [Arc<Resources>; ResourceType::COUNT],
     /// The most recent change sets, oldest first.
     pub history: VecDeque<Arc<ChangeSet>>,
 }
@@ -61,8 +63,16 @@ pub struct Snapshot {
 // === impl ResourceType ===
 
 impl ResourceType {
+    /// How many types there are: the length of every per-type array.
+    pub const COUNT: usize = 4;
+
     /// Every type, in order.
-    pub const ALL: [ResourceType; 3] = [Self::Workload, Self::Service, Self::Authorization];
+    pub const ALL: [ResourceType; Self::COUNT] = [
+        Self::Workload,
+        Self::Service,
+        Self::Authorization,
+        Self::PeerAuthentication,
+    ];
 
     /// The xDS type URL.
     pub fn type_url(self) -> &'static str {
@@ -70,6 +80,7 @@ impl ResourceType {
             Self::Workload => type_url::WORKLOAD,
             Self::Service => type_url::SERVICE,
             Self::Authorization => type_url::AUTHORIZATION,
+            Self::PeerAuthentication => type_url::PEER_AUTHENTICATION,
         }
     }
 
@@ -124,7 +135,7 @@ impl Snapshot {
 
     /// The next snapshot: `updates` replace or remove (`None`) resources.
     /// Returns `None` when nothing actually changed.
-    pub fn next(&self, updates: [BTreeMap<String, Option<Arc<Resource>>>; 3]) -> Option<Snapshot> {
+    pub fn next(&self, updates: crate::index::Updates) -> Option<Snapshot> {
         let mut change = ChangeSet {
             version: self.version + 1,
             ..Default::default()
@@ -183,10 +194,8 @@ mod tests {
         )))
     }
 
-    fn updates(
-        items: Vec<(&str, Option<Arc<Resource>>)>,
-    ) -> [BTreeMap<String, Option<Arc<Resource>>>; 3] {
-        let mut u: [BTreeMap<_, _>; 3] = Default::default();
+    fn updates(items: Vec<(&str, Option<Arc<Resource>>)>) -> crate::index::Updates {
+        let mut u: crate::index::Updates = Default::default();
         for (n, r) in items {
             u[0].insert(n.to_string(), r);
         }

@@ -34,6 +34,8 @@ pub enum KubeObject {
     ServiceAccount(Box<ServiceAccount>),
     /// `braid.dev/v1alpha1 AuthorizationPolicy`, translated at the edge.
     AuthorizationPolicy(braid_model::AuthorizationPolicy),
+    /// `braid.dev/v1alpha1 PeerAuthentication`, translated at the edge.
+    PeerAuthentication(braid_model::PeerAuthentication),
     /// `v1 Secret` of type `braid.dev/proxy-token`: a proxy's credential for
     /// the certificate service.
     ProxyToken(token::ProxyToken),
@@ -54,6 +56,8 @@ pub enum Kind {
     ServiceAccount,
     /// AuthorizationPolicy.
     AuthorizationPolicy,
+    /// PeerAuthentication.
+    PeerAuthentication,
     /// A `braid.dev/proxy-token` Secret.
     ProxyToken,
 }
@@ -103,6 +107,7 @@ impl Kind {
             Self::EndpointSlice => "EndpointSlice",
             Self::ServiceAccount => "ServiceAccount",
             Self::AuthorizationPolicy => "AuthorizationPolicy",
+            Self::PeerAuthentication => "PeerAuthentication",
             Self::ProxyToken => "Secret",
         }
     }
@@ -151,6 +156,14 @@ impl KubeObject {
         }
     }
 
+    /// The peer authentication policy, if this is one.
+    pub fn as_peer_authentication(&self) -> Option<&braid_model::PeerAuthentication> {
+        match self {
+            Self::PeerAuthentication(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
@@ -160,6 +173,7 @@ impl KubeObject {
             Self::EndpointSlice(_) => Kind::EndpointSlice,
             Self::ServiceAccount(_) => Kind::ServiceAccount,
             Self::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+            Self::PeerAuthentication(_) => Kind::PeerAuthentication,
             Self::ProxyToken(_) => Kind::ProxyToken,
         }
     }

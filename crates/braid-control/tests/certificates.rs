@@ -428,7 +428,11 @@ async fn an_operator_intermediate_signs_and_serves_tls() -> anyhow::Result<()> {
     )
     .await?;
     let cert = csr.into_certificate(chain(&issued.cert_chain_pem)?)?;
-    assert_eq!(cert.chain().len(), 2, "leaf and the operator's intermediate");
+    assert_eq!(
+        cert.chain().len(),
+        2,
+        "leaf and the operator's intermediate"
+    );
     assert_eq!(cert.chain()[1], chain(&cert_pem)?[0]);
     let bundle = TrustBundle::from_pem(&issued.trust_bundle_pem)?;
     assert_eq!(bundle.roots(), [root_der]);

@@ -5,12 +5,12 @@
 //! generated CRD schema (and so `kubectl explain`), so they are written for
 //! users.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::selector::WorkloadSelector;
 
 mod convert;
 
@@ -51,21 +51,6 @@ pub struct AuthorizationPolicySpec {
     /// selected workloads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
-}
-
-/// Pod label selector.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadSelector {
-    /// Selects pods carrying all of these labels. An empty selector selects
-    /// every pod of the namespace.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub match_labels: BTreeMap<String, String>,
-
-    /// Not supported yet: a policy using matchExpressions is rejected
-    /// (condition Accepted=False, reason Invalid). Use matchLabels.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
 /// What a policy does with the connections its rules match.

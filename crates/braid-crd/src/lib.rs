@@ -34,11 +34,17 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 mod authorization_policy;
+mod peer_authentication;
+mod selector;
 
 pub use authorization_policy::{
     Action, AuthorizationPolicy, AuthorizationPolicySpec, AuthorizationPolicyStatus, Destination,
-    Rule, Source, WorkloadSelector,
+    Rule, Source,
 };
+pub use peer_authentication::{
+    MtlsMode, MutualTls, PeerAuthentication, PeerAuthenticationSpec, PeerAuthenticationStatus,
+};
+pub use selector::WorkloadSelector;
 
 /// The API group of every Braid CRD.
 pub const GROUP: &str = "braid.dev";
@@ -65,7 +71,7 @@ pub mod condition {
 /// Every CRD this crate defines, in a stable order; `cargo xtask codegen`
 /// writes one `manifests/crds/<plural>.<group>.yaml` per entry.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![AuthorizationPolicy::crd()]
+    vec![AuthorizationPolicy::crd(), PeerAuthentication::crd()]
 }
 
 #[cfg(test)]
@@ -75,27 +81,54 @@ mod tests {
     #[test]
     fn crd_names_and_scope() {
         let crds = all_crds();
-        let [crd] = crds.as_slice() else {
-            panic!("expected one CRD, got {}", crds.len());
+        let [authorization, peer] = crds.as_slice() else {
+            panic!("expected two CRDs, got {}", crds.len());
         };
+        for (crd, name, short, column) in [
+            (
+                authorization,
+                "authorizationpolicies.braid.dev",
+                "bap",
+                "Action",
+            ),
+            (peer, "peerauthentications.braid.dev", "bpa", "Mode"),
+        ] {
+            assert_eq!(crd.metadata.name.as_deref(), Some(name));
+            assert_eq!(crd.spec.group, GROUP);
+            assert_eq!(crd.spec.scope, "Namespaced");
+            assert_eq!(crd.spec.names.short_names, Some(vec![short.to_string()]));
+            assert_eq!(crd.spec.names.categories, Some(vec!["braid".to_string()]));
+            let version = &crd.spec.versions[0];
+            assert_eq!(version.name, "v1alpha1");
+            let columns: Vec<_> = version
+                .additional_printer_columns
+                .iter()
+                .flatten()
+                .map(|c| c.name.as_str())
+                .collect();
+            assert_eq!(columns, [column, "Age"], "{name}");
+            let subresources = version.subresources.as_ref().expect("subresources");
+            assert!(subresources.status.is_some());
+        }
+    }
+
+    #[test]
+    fn peer_authentication_schema_carries_validation() {
+        let crd = PeerAuthentication::crd();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(spec["required"], serde_json::json!(["mtls"]));
+        let mtls = &spec["properties"]["mtls"];
+        assert_eq!(mtls["required"], serde_json::json!(["mode"]));
+        let mode = &mtls["properties"]["mode"];
+        assert_eq!(mode["enum"], serde_json::json!(["STRICT", "PERMISSIVE"]));
+        assert_eq!(mode.get("default"), None, "the mode is always explicit");
+        let columns = &crd.spec.versions[0].additional_printer_columns;
+        let mode_column = columns.iter().flatten().find(|c| c.name == "Mode");
         assert_eq!(
-            crd.metadata.name.as_deref(),
-            Some("authorizationpolicies.braid.dev")
+            mode_column.map(|c| c.json_path.as_str()),
+            Some(".spec.mtls.mode")
         );
-        assert_eq!(crd.spec.group, GROUP);
-        assert_eq!(crd.spec.scope, "Namespaced");
-        assert_eq!(crd.spec.names.short_names, Some(vec!["bap".to_string()]));
-        let version = &crd.spec.versions[0];
-        assert_eq!(version.name, "v1alpha1");
-        let columns: Vec<_> = version
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(columns, ["Action", "Age"]);
-        let subresources = version.subresources.as_ref().expect("subresources");
-        assert!(subresources.status.is_some());
     }
 
     #[test]

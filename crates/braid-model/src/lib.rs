@@ -1,5 +1,7 @@
-//! Braid's domain model: workloads, services and authorization policies as the
-//! data plane needs them, and the translation from Kubernetes objects
+//! Braid's domain model: workloads, services, authorization and peer
+//! authentication policies as the data plane needs them, the pure evaluation
+//! of those policies for one connection ([`authorize`],
+//! [`effective_mtls_mode`]), and the translation from Kubernetes objects
 //! (Namespace, Pod, Service, EndpointSlice) into them.
 //!
 //! This crate is pure: no I/O, no Kubernetes client, no gRPC. Wire types
@@ -8,6 +10,7 @@
 
 mod ids;
 mod mode;
+mod peer_authentication;
 mod policy;
 mod service;
 mod workload;
@@ -17,7 +20,14 @@ pub mod names;
 
 pub use ids::{ServiceRef, WorkloadUid};
 pub use mode::{DataPlaneMode, MODE_LABEL, WAYPOINT_LABEL};
-pub use policy::{Action, AuthorizationPolicy, Rule};
+pub use peer_authentication::{
+    DEFAULT_ROOT_NAMESPACE, MtlsMode, PeerAuthentication, effective_mtls_mode,
+    effective_peer_authentication,
+};
+pub use policy::{
+    Action, AuthorizationPolicy, ConnectionAttrs, Decision, DenyReason, DestinationWorkload, Peer,
+    Rule, authorize,
+};
 pub use service::{Endpoint, PortProtocol, Service, ServicePort};
 pub use workload::{WaypointRef, Workload, WorkloadStatus};
 
@@ -58,5 +68,7 @@ mod tests {
         round_trips(PortProtocol::Sctp, "sctp");
         round_trips(Action::Allow, "allow");
         round_trips(Action::Deny, "deny");
+        round_trips(MtlsMode::Strict, "strict");
+        round_trips(MtlsMode::Permissive, "permissive");
     }
 }

@@ -1,8 +1,13 @@
-//! L4 authorization policies.
+//! L4 authorization policies: the resource ([`AuthorizationPolicy`]) and its
+//! evaluation for one connection ([`authorize`], in `evaluate.rs`).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+mod evaluate;
+
+pub use evaluate::{ConnectionAttrs, Decision, DenyReason, DestinationWorkload, Peer, authorize};
 
 /// An L4 authorization policy, scoped to one namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,4 +45,14 @@ pub struct Rule {
     pub source_namespaces: Vec<String>,
     /// Destination ports.
     pub destination_ports: Vec<u16>,
+}
+
+/// Whether `selector` (`None`: the whole namespace) selects a workload with
+/// `labels`: every selector label is present with the same value. Shared by
+/// every namespaced policy kind, so they all select alike.
+pub(crate) fn selects(
+    selector: Option<&BTreeMap<String, String>>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }

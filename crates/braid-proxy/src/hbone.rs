@@ -24,6 +24,7 @@ mod connector;
 mod error;
 mod pool;
 mod server;
+mod splice;
 mod stream;
 
 pub use authority::{AuthorityError, parse_authority};
@@ -31,6 +32,7 @@ pub use connector::{Connector, DirectConnector, Refusal};
 pub use error::{Error, ErrorSource};
 pub use pool::Pool;
 pub use server::{Server, ServerCounters};
+pub use splice::splice;
 pub use stream::HboneStream;
 
 /// The port a proxy accepts HBONE on.

@@ -142,7 +142,11 @@ async fn renewal_under_a_hundred_live_streams_drops_none() -> anyhow::Result<()>
     assert_eq!(pool.connections(), before + 1, "a connection of its own");
     streams[0].write_all(b"old").await?;
     let mut echoed = [0; 3];
-    within("the echo on an old stream", streams[0].read_exact(&mut echoed)).await?;
+    within(
+        "the echo on an old stream",
+        streams[0].read_exact(&mut echoed),
+    )
+    .await?;
     assert_eq!(&echoed, b"old");
     manager.shutdown();
     serving.abort();

@@ -14,7 +14,8 @@ use crate::ResourceError;
 /// A domain type served over Delta xDS.
 ///
 /// Implemented here for every type Braid serves ([`model::Workload`],
-/// [`model::Service`], [`model::AuthorizationPolicy`]); a new resource type
+/// [`model::Service`], [`model::AuthorizationPolicy`],
+/// [`model::PeerAuthentication`]); a new resource type
 /// gets its impl in this file, next to its conversion in `braid-api`.
 pub trait Resource: Send + Sync + Sized + 'static {
     /// The protobuf message carried in each resource's `Any`.
@@ -49,6 +50,15 @@ impl Resource for model::Service {
 impl Resource for model::AuthorizationPolicy {
     type Proto = sec::Authorization;
     const TYPE_URL: &'static str = type_url::AUTHORIZATION;
+
+    fn from_proto(proto: Self::Proto) -> Result<Self, ConvertError> {
+        Self::try_from(proto)
+    }
+}
+
+impl Resource for model::PeerAuthentication {
+    type Proto = sec::PeerAuthentication;
+    const TYPE_URL: &'static str = type_url::PEER_AUTHENTICATION;
 
     fn from_proto(proto: Self::Proto) -> Result<Self, ConvertError> {
         Self::try_from(proto)
@@ -203,12 +213,23 @@ mod tests {
                 }
                 .encode_to_vec(),
             ),
+            (
+                type_url::PEER_AUTHENTICATION,
+                braid_api::braid::security::v1alpha1::PeerAuthentication {
+                    name: "p".into(),
+                    namespace: "shop".into(),
+                    selector: [("app".to_string(), "web".to_string())].into(),
+                    mode: 1,
+                }
+                .encode_to_vec(),
+            ),
         ];
         let try_all = |url: &str, bytes: Vec<u8>| {
             let r = wire(url, bytes);
             let _ = decode::<model::Workload>(&r);
             let _ = decode::<model::Service>(&r);
             let _ = decode::<model::AuthorizationPolicy>(&r);
+            let _ = decode::<model::PeerAuthentication>(&r);
         };
         for (url, bytes) in &valid {
             for end in 0..bytes.len() {

@@ -16,7 +16,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     control_plane: ControlPlane,
     /// Resource type to watch.
-    #[arg(long = "type", value_parser = ["workload", "service", "authorization"])]
+    #[arg(
+        long = "type",
+        value_parser = ["workload", "service", "authorization", "peerauthentication"]
+    )]
     kind: String,
     /// Watch only these resource names (`<namespace>/<name>`); all when omitted.
     #[arg(long = "name", value_name = "NAME")]
@@ -53,7 +56,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "workload" => watch::<braid_model::Workload>(args).await,
         "service" => watch::<braid_model::Service>(args).await,
         "authorization" => watch::<braid_model::AuthorizationPolicy>(args).await,
-        other => bail!("unknown type {other:?}; use workload, service or authorization"),
+        "peerauthentication" => watch::<braid_model::PeerAuthentication>(args).await,
+        other => bail!(
+            "unknown type {other:?}; use workload, service, authorization or peerauthentication"
+        ),
     }
 }
 

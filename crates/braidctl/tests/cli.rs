@@ -127,6 +127,47 @@ async fn watch_prints_deltas_and_proxy_status_shows_the_watcher() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn watch_peer_authentication_prints_the_policy() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("peer.yaml"),
+        "apiVersion: braid.dev/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: inventory}\nspec: {selector: {matchLabels: {app: stock}}, mtls: {mode: STRICT}}\n",
+    )?;
+    let cp = ControlPlane::start(Config::for_tests(dir.path())).await?;
+    let addr = cp.xds_addr().to_string();
+    let out = tokio::time::timeout(
+        DEADLINE,
+        braidctl()
+            .args([
+                "x",
+                "watch",
+                "--type",
+                "peerauthentication",
+                "--count",
+                "1",
+                "--control-plane",
+                &addr,
+            ])
+            .output(),
+    )
+    .await??;
+    assert!(out.status.success(), "{out:?}");
+    let line: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .context("one delta")?,
+    )?;
+    assert_eq!(line["op"], "update");
+    assert_eq!(line["type"], "peerauthentication");
+    assert_eq!(line["name"], "inventory/strict");
+    assert_eq!(line["resource"]["mode"], "strict");
+    assert_eq!(line["resource"]["selector"]["app"], "stock");
+    cp.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn unreachable_control_plane_is_a_clear_error() -> anyhow::Result<()> {
     let out = tokio::time::timeout(
         DEADLINE,

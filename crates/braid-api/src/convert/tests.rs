@@ -120,3 +120,43 @@ fn unset_enums_fail_closed() {
     let err = model::AuthorizationPolicy::try_from(p).unwrap_err();
     assert_eq!(err.field, "action");
 }
+
+#[test]
+fn peer_authentication_round_trips() {
+    for (selector, mode) in [
+        (None, model::MtlsMode::Strict),
+        (
+            Some(BTreeMap::from([("app".into(), "web".into())])),
+            model::MtlsMode::Permissive,
+        ),
+    ] {
+        let p = model::PeerAuthentication {
+            name: "strict".into(),
+            namespace: "inventory".into(),
+            selector,
+            mode,
+        };
+        assert_eq!(
+            model::PeerAuthentication::try_from(peer_authentication_to_proto(&p)).unwrap(),
+            p
+        );
+    }
+}
+
+#[test]
+fn peer_authentication_mode_unset_or_unknown_is_rejected() {
+    let unset = sec::PeerAuthentication {
+        name: "p".into(),
+        namespace: "a".into(),
+        ..Default::default()
+    };
+    let err = model::PeerAuthentication::try_from(unset.clone()).unwrap_err();
+    assert_eq!(err.field, "mode");
+    assert_eq!(
+        err.to_string(),
+        "PeerAuthentication \"a/p\": field mode: is unset; must be STRICT or PERMISSIVE"
+    );
+    let unknown = sec::PeerAuthentication { mode: 7, ..unset };
+    let err = model::PeerAuthentication::try_from(unknown).unwrap_err();
+    assert_eq!(err.message, "unknown mode 7");
+}

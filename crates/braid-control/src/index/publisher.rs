@@ -88,6 +88,7 @@ fn publish(index: &mut Index, outputs: &Outputs) {
             workloads = change.names[0].len(),
             services = change.names[1].len(),
             authorizations = change.names[2].len(),
+            peer_authentications = change.names[3].len(),
             "publishing configuration"
         );
     }

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use braid_api::braid::workload::v1alpha1 as wl;
+use braid_api::braid::{security::v1alpha1 as sec, workload::v1alpha1 as wl};
 use prost::Message as _;
 
 use super::*;
@@ -95,4 +95,77 @@ fn unrelated_namespaces_are_not_recomputed_into_changes() {
         &s1.resources(ResourceType::Workload)["shop/web-0"],
         &s2.resources(ResourceType::Workload)["shop/web-0"]
     ));
+}
+
+fn peer_authentication(ns: &str, name: &str, mode: &str) -> String {
+    format!(
+        "apiVersion: braid.dev/v1alpha1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{mtls: {{mode: {mode}}}}}\n"
+    )
+}
+
+fn peer_mode(s: &Snapshot, name: &str) -> Option<sec::MtlsMode> {
+    let r = s.resources(ResourceType::PeerAuthentication).get(name)?;
+    let p = sec::PeerAuthentication::decode(r.body.value.as_slice()).expect("decodes");
+    Some(p.mode())
+}
+
+#[test]
+fn peer_authentications_are_served_per_namespace_as_they_are() {
+    let mut index = Index::new(MeshSettings::default());
+    load(
+        &mut index,
+        &format!(
+            "{}---\n{}---\n{POD}",
+            peer_authentication("braid-system", "mesh", "STRICT"),
+            peer_authentication("shop", "legacy-clients", "PERMISSIVE"),
+        ),
+    );
+    let s1 = publish(&mut index, &Snapshot::default());
+    let names: Vec<_> = s1
+        .resources(ResourceType::PeerAuthentication)
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(names, ["braid-system/mesh", "shop/legacy-clients"]);
+    assert_eq!(
+        peer_mode(&s1, "braid-system/mesh"),
+        Some(sec::MtlsMode::Strict)
+    );
+
+    // A mesh-wide change is one resource of the root namespace: nothing in
+    // other namespaces is recomputed into a change.
+    load(
+        &mut index,
+        &peer_authentication("braid-system", "mesh", "PERMISSIVE"),
+    );
+    let s2 = publish(&mut index, &s1);
+    let changed = s2
+        .changed_since(ResourceType::PeerAuthentication, 1)
+        .expect("history");
+    assert_eq!(
+        changed.into_iter().collect::<Vec<_>>(),
+        ["braid-system/mesh"]
+    );
+    assert!(
+        s2.changed_since(ResourceType::Workload, 1)
+            .expect("history")
+            .is_empty()
+    );
+    assert_eq!(
+        peer_mode(&s2, "braid-system/mesh"),
+        Some(sec::MtlsMode::Permissive)
+    );
+
+    index.apply(Change::Delete(ObjectKey {
+        kind: Kind::PeerAuthentication,
+        namespace: "shop".into(),
+        name: "legacy-clients".into(),
+    }));
+    let s3 = publish(&mut index, &s2);
+    assert_eq!(peer_mode(&s3, "shop/legacy-clients"), None);
+    assert!(
+        s3.changed_since(ResourceType::PeerAuthentication, 2)
+            .expect("history")
+            .contains("shop/legacy-clients")
+    );
 }

@@ -41,6 +41,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("v1", "ServiceAccount"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("braid.dev/v1alpha1", "AuthorizationPolicy"),
+    ("braid.dev/v1alpha1", "PeerAuthentication"),
     ("v1", "Secret"),
     ("v1", "List"),
 ];
@@ -118,6 +119,7 @@ fn parse_value(
         ("v1", "ServiceAccount") => service_account(typed(value, prefix)?),
         ("discovery.k8s.io/v1", "EndpointSlice") => endpoint_slice(typed(value, prefix)?),
         ("braid.dev/v1alpha1", "AuthorizationPolicy") => policy(typed(value, prefix)?),
+        ("braid.dev/v1alpha1", "PeerAuthentication") => peer_authentication(typed(value, prefix)?),
         ("v1", "Secret") => proxy_token(typed(value, prefix)?),
         _ => {
             let supported: Vec<String> =
@@ -196,6 +198,17 @@ fn policy(mut policy: braid_crd::AuthorizationPolicy) -> Result<KubeObject, Fiel
     ))
 }
 
+/// Translated here, at the edge, like [`policy`].
+fn peer_authentication(
+    mut policy: braid_crd::PeerAuthentication,
+) -> Result<KubeObject, FieldError> {
+    require_name(&policy.metadata, "")?;
+    default_namespace(&mut policy.metadata);
+    Ok(KubeObject::PeerAuthentication(
+        braid_model::PeerAuthentication::try_from(&policy)?,
+    ))
+}
+
 fn require_name(meta: &ObjectMeta, prefix: &str) -> Result<(), FieldError> {
     match meta.name.as_deref() {
         Some(name) if !name.is_empty() => Ok(()),
@@ -265,6 +278,7 @@ pub fn key_of(object: &KubeObject) -> Option<ObjectKey> {
         KubeObject::EndpointSlice(o) => namespaced(&o.metadata),
         KubeObject::ServiceAccount(o) => namespaced(&o.metadata),
         KubeObject::AuthorizationPolicy(p) => (p.namespace.clone(), Some(p.name.clone())),
+        KubeObject::PeerAuthentication(p) => (p.namespace.clone(), Some(p.name.clone())),
         KubeObject::ProxyToken(t) => (t.namespace.clone(), Some(t.name.clone())),
     };
     let name = name.filter(|n| !n.is_empty())?;

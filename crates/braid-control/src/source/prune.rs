@@ -29,7 +29,10 @@ pub fn prune(object: &mut KubeObject) {
             sa.secrets = None;
             sa.image_pull_secrets = None;
         }
-        KubeObject::Pod(_) | KubeObject::AuthorizationPolicy(_) | KubeObject::ProxyToken(_) => {}
+        KubeObject::Pod(_)
+        | KubeObject::AuthorizationPolicy(_)
+        | KubeObject::PeerAuthentication(_)
+        | KubeObject::ProxyToken(_) => {}
     }
 }
 

@@ -7,8 +7,8 @@
 
 use braid_model::k8s::FieldError;
 
-use super::{AuthorizationPolicy, Destination, Rule, Source, WorkloadSelector};
-use crate::DEFAULT_NAMESPACE;
+use super::{AuthorizationPolicy, Destination, Rule, Source};
+use crate::{DEFAULT_NAMESPACE, selector::selector_labels};
 
 const SPIFFE_SCHEME: &str = "spiffe://";
 
@@ -52,22 +52,6 @@ impl TryFrom<&AuthorizationPolicy> for braid_model::AuthorizationPolicy {
             rules,
         })
     }
-}
-
-/// An empty selector selects the whole namespace, like an absent one.
-fn selector_labels(
-    selector: &WorkloadSelector,
-) -> Result<Option<std::collections::BTreeMap<String, String>>, FieldError> {
-    if !selector.match_expressions.is_empty() {
-        return Err(FieldError::new(
-            "spec.selector.matchExpressions",
-            "is not supported yet; select workloads with matchLabels",
-        ));
-    }
-    if selector.match_labels.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(selector.match_labels.clone()))
 }
 
 fn model_rule(rule: &Rule, path: &str) -> Result<braid_model::Rule, FieldError> {

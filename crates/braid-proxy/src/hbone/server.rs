@@ -28,9 +28,6 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Connector, HboneStream, REASON_HEADER, Settings, parse_authority};
 
-/// Bytes buffered per direction while splicing a tunnel.
-const SPLICE_BUFFER: usize = 64 * 1024;
-
 /// Counts of a [`Server`]'s connections, cheap to clone and read.
 #[derive(Clone, Debug, Default)]
 pub struct ServerCounters {
@@ -261,7 +258,7 @@ impl<C: Connector> Server<C> {
             Ok(target) => target,
             Err(error) => return reply(&mut respond, StatusCode::BAD_REQUEST, &error.to_string()),
         };
-        let mut upstream = match self.connector.connect(&peer, target).await {
+        let upstream = match self.connector.connect(&peer, target).await {
             Ok(upstream) => upstream,
             Err(refusal) => {
                 tracing::debug!(%peer, %target, %refusal, "HBONE tunnel refused");
@@ -275,17 +272,10 @@ impl<C: Connector> Server<C> {
                 return;
             }
         };
-        let mut tunnel = HboneStream::new(send, request.into_body(), None);
-        let copied = tokio::io::copy_bidirectional_with_sizes(
-            &mut tunnel,
-            &mut upstream,
-            SPLICE_BUFFER,
-            SPLICE_BUFFER,
-        )
-        .await;
-        match copied {
-            Ok((sent, received)) => {
-                tracing::debug!(%peer, %target, sent, received, "HBONE tunnel done")
+        let tunnel = HboneStream::new(send, request.into_body(), None);
+        match super::splice(upstream, tunnel).await {
+            Ok((to_client, from_client)) => {
+                tracing::debug!(%peer, %target, from_client, to_client, "HBONE tunnel done")
             }
             // Dropping the tunnel resets the stream, so the client sees it too.
             Err(error) => tracing::debug!(%peer, %target, %error, "HBONE tunnel aborted"),

@@ -49,6 +49,23 @@ impl HboneStream {
         }
     }
 
+    /// The halves and state [`splice`](super::splice) drives directly.
+    pub(super) fn parts(
+        &mut self,
+    ) -> (
+        &mut SendStream<Bytes>,
+        &mut RecvStream,
+        &mut Bytes,
+        &mut bool,
+    ) {
+        (
+            &mut self.send,
+            &mut self.recv,
+            &mut self.pending,
+            &mut self.write_closed,
+        )
+    }
+
     /// Why a write cannot proceed once h2 gives no more capacity.
     fn poll_write_error(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         Poll::Ready(match ready!(self.send.poll_reset(cx)) {

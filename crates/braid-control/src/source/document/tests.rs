@@ -37,6 +37,13 @@ spec:
   action: DENY
   rules:
   - from: {namespaces: [legacy]}
+---
+apiVersion: braid.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  mtls: {mode: STRICT}
 ";
 
 fn settings() -> MeshSettings {
@@ -53,9 +60,44 @@ fn parses_every_supported_kind_and_defaults_the_namespace() {
             "Namespace shop",
             "Pod default/web-0",
             "Service shop/web",
-            "AuthorizationPolicy shop/deny-legacy"
+            "AuthorizationPolicy shop/deny-legacy",
+            "PeerAuthentication shop/strict"
         ]
     );
+}
+
+#[test]
+fn peer_authentication_errors_name_the_field() {
+    let doc = |spec: &str| {
+        format!(
+            "apiVersion: braid.dev/v1alpha1\nkind: PeerAuthentication\nmetadata: {{name: p, namespace: shop}}\nspec: {spec}\n"
+        )
+    };
+    let cases = [
+        ("{mtls: {mode: strict}}", "spec.mtls.mode", "STRICT"),
+        ("{mtls: {mode: DISABLE}}", "spec.mtls.mode", "PERMISSIVE"),
+        ("{mtls: {}}", "spec.mtls", "missing field `mode`"),
+        ("{}", "spec", "missing field `mtls`"),
+        (
+            "{mtls: {mode: STRICT}, selector: {matchExpressions: [{key: a, operator: Exists}]}}",
+            "spec.selector.matchExpressions",
+            "matchLabels",
+        ),
+    ];
+    for (spec, field, hint) in cases {
+        let errors = parse(&format!("{GOOD}---\n{}", doc(spec)), &settings()).expect_err(spec);
+        assert_eq!(errors.len(), 1, "{spec}: {errors:?}");
+        assert_eq!(errors[0].document, Some(5), "{spec}");
+        assert_eq!(errors[0].field, field, "{spec}: {:?}", errors[0]);
+        assert!(errors[0].message.contains(hint), "{spec}: {:?}", errors[0]);
+    }
+    let objects = parse(&doc("{mtls: {mode: PERMISSIVE}}"), &settings()).expect("valid");
+    let policy = objects[0]
+        .1
+        .as_peer_authentication()
+        .expect("a PeerAuthentication");
+    assert_eq!(policy.mode, braid_model::MtlsMode::Permissive);
+    assert_eq!(policy.selector, None);
 }
 
 #[test]
@@ -75,11 +117,11 @@ fn every_bad_document_is_reported_with_its_index() {
     assert_eq!(errors.len(), 2);
     assert_eq!(
         (errors[0].document, errors[0].field.as_str()),
-        (Some(4), "spec.containers")
+        (Some(5), "spec.containers")
     );
     assert_eq!(
         (errors[1].document, errors[1].field.as_str()),
-        (Some(5), "apiVersion")
+        (Some(6), "apiVersion")
     );
 }
 

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use braid_api::{
     braid::workload::v1alpha1 as wl, envoy::service::discovery::v3::DeltaDiscoveryRequest,
     google::rpc::Status,
@@ -21,7 +19,7 @@ fn workload(name: &str, node: &str) -> Option<Arc<Resource>> {
 }
 
 fn snapshot(base: &Snapshot, items: Vec<(&str, Option<Arc<Resource>>)>) -> Snapshot {
-    let mut updates: [BTreeMap<String, Option<Arc<Resource>>>; 3] = Default::default();
+    let mut updates: crate::index::Updates = Default::default();
     for (name, r) in items {
         updates[0].insert(name.into(), r);
     }
