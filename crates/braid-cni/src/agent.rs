@@ -1,0 +1,272 @@
+//! The node agent: serves the CNI plugin's requests, decides per pod whether
+//! the ztunnel captures it, installs the in-pod redirect rules, records the
+//! pod and hands its network namespace to the ztunnel.
+
+mod modes;
+mod redirect;
+mod server;
+mod state;
+mod ztunnel;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    os::fd::{AsFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+pub use modes::{FixedModes, ModeError, ModeSource, WorkloadMode, XdsModes, resolve};
+pub use redirect::{CaptureRedirect, Redirect, RedirectError};
+pub use state::{PodRecord, StateDir, StateError};
+
+use self::ztunnel::{Delivery, ZtunnelLink};
+use crate::{
+    agent_api::{AgentRequest, Command},
+    handoff::HandoffError,
+};
+
+/// Where the agent listens and keeps its state.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The plugin socket (`--socket`).
+    pub socket: PathBuf,
+    /// The ztunnel's hand-off socket (`--ztunnel-socket`).
+    pub ztunnel_socket: PathBuf,
+    /// One JSON file per captured pod (`--state-dir`).
+    pub state_dir: PathBuf,
+    /// How long an ADD waits for the control plane to know the pod.
+    pub mode_wait: Duration,
+}
+
+/// The agent; cheap to share (`Arc` inside).
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AgentConfig,
+    modes: Arc<dyn ModeSource>,
+    redirect: Arc<dyn Redirect>,
+    state: StateDir,
+    ztunnel: ZtunnelLink,
+}
+
+/// Why a plugin request failed; the text is returned to the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The request lacks a field.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The pod's mode is not known.
+    #[error(transparent)]
+    Mode(#[from] ModeError),
+    /// The pod's state file failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The pod's network namespace cannot be opened.
+    #[error("cannot open network namespace {} of pod {workload}: {source}", path.display())]
+    Netns {
+        /// `<namespace>/<pod>`.
+        workload: String,
+        /// Namespace path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Installing, removing or checking rules failed.
+    #[error("pod {workload}: {source}")]
+    Redirect {
+        /// `<namespace>/<pod>`.
+        workload: String,
+        /// Cause.
+        source: RedirectError,
+    },
+    /// The ztunnel refused the pod.
+    #[error("pod {workload}: {source}")]
+    Ztunnel {
+        /// `<namespace>/<pod>`.
+        workload: String,
+        /// Cause.
+        source: HandoffError,
+    },
+    /// CHECK for an ambient pod the agent has no record of.
+    #[error("ambient pod {0} is not captured by this node's agent; delete and re-add it")]
+    NotCaptured(String),
+    /// The plugin socket cannot be served.
+    #[error("cannot serve the plugin socket {}: {source}", path.display())]
+    Serve {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+// === impl Agent ===
+
+impl Agent {
+    /// An agent deciding modes with `modes` and writing rules with
+    /// `redirect`. Opens the state directory; serves nothing yet.
+    pub fn new(
+        config: AgentConfig,
+        modes: Arc<dyn ModeSource>,
+        redirect: Arc<dyn Redirect>,
+    ) -> Result<Self, AgentError> {
+        let state = StateDir::open(&config.state_dir)?;
+        let ztunnel = ZtunnelLink::new(config.ztunnel_socket.clone(), state.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                modes,
+                redirect,
+                state,
+                ztunnel,
+            }),
+        })
+    }
+
+    /// Serves the plugin socket and keeps the ztunnel link up, until an
+    /// error stops the server.
+    pub async fn run(self) -> Result<(), AgentError> {
+        let listener = server::bind(&self.inner.config.socket)?;
+        let link = self.clone();
+        let ztunnel = tokio::spawn(async move { link.inner.ztunnel.run().await });
+        let served = server::serve(listener, self).await;
+        ztunnel.abort();
+        served
+    }
+
+    /// Handles one plugin request.
+    pub async fn handle(&self, request: &AgentRequest) -> Result<(), AgentError> {
+        for (field, value) in [
+            ("pod_namespace", &request.pod_namespace),
+            ("pod_name", &request.pod_name),
+            ("container_id", &request.container_id),
+        ] {
+            if value.is_empty() {
+                return Err(AgentError::Invalid(format!("field {field} is empty")));
+            }
+        }
+        match request.cmd {
+            Command::Add => self.add(request).await,
+            Command::Del => self.del(request).await,
+            Command::Check => self.check(request).await,
+        }
+    }
+
+    async fn add(&self, request: &AgentRequest) -> Result<(), AgentError> {
+        let workload = request.workload();
+        if !self.captured(&workload).await? {
+            tracing::debug!(%workload, "not ambient; nothing to do");
+            return Ok(());
+        }
+        let path = PathBuf::from(&request.netns);
+        let netns = open_pod_netns(&workload, &path)?;
+        self.redirect(&workload, &netns, |r, fd| r.install(fd))
+            .await?;
+        let pod = PodRecord {
+            uid: request.uid().to_string(),
+            workload: workload.clone(),
+            netns: path,
+        };
+        self.inner.state.save(&pod)?;
+        let delivery = self.inner.ztunnel.add_pod(&pod, netns.as_fd()).await;
+        match delivery.map_err(|source| AgentError::Ztunnel {
+            workload: workload.clone(),
+            source,
+        })? {
+            Delivery::Sent => tracing::info!(%workload, uid = %pod.uid, "pod captured"),
+            Delivery::Deferred => {
+                tracing::info!(%workload, "pod captured; ztunnel not connected, sent when it is");
+            }
+        }
+        Ok(())
+    }
+
+    async fn del(&self, request: &AgentRequest) -> Result<(), AgentError> {
+        let uid = request.uid();
+        let Some(pod) = self.inner.state.load(uid)? else {
+            return Ok(());
+        };
+        // The ztunnel forgets unrecorded pods at its next snapshot anyway,
+        // so a refusal must not block the DEL.
+        if let Err(error) = self.inner.ztunnel.remove_pod(uid).await {
+            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
+        }
+        let path = match request.netns.as_str() {
+            "" => pod.netns.clone(),
+            given => PathBuf::from(given),
+        };
+        // A namespace that no longer opens took its rules with it.
+        if let Ok(netns) = open_netns(&path) {
+            self.redirect(&pod.workload, &netns, |r, fd| r.remove(fd))
+                .await?;
+        }
+        self.inner.state.remove(uid)?;
+        tracing::info!(workload = %pod.workload, uid, "pod released");
+        Ok(())
+    }
+
+    async fn check(&self, request: &AgentRequest) -> Result<(), AgentError> {
+        let workload = request.workload();
+        if !self.captured(&workload).await? {
+            return Ok(());
+        }
+        if self.inner.state.load(request.uid())?.is_none() {
+            return Err(AgentError::NotCaptured(workload));
+        }
+        let netns = open_pod_netns(&workload, Path::new(&request.netns))?;
+        self.redirect(&workload, &netns, |r, fd| r.check(fd)).await
+    }
+
+    async fn captured(&self, workload: &str) -> Result<bool, AgentError> {
+        let mode = resolve(&*self.inner.modes, workload, self.inner.config.mode_wait).await?;
+        Ok(mode.captured())
+    }
+
+    /// Runs a blocking rule operation on the blocking pool.
+    async fn redirect(
+        &self,
+        workload: &str,
+        netns: &OwnedFd,
+        op: fn(&dyn Redirect, std::os::fd::BorrowedFd<'_>) -> Result<(), RedirectError>,
+    ) -> Result<(), AgentError> {
+        let fail = |source| AgentError::Redirect {
+            workload: workload.to_string(),
+            source,
+        };
+        let redirect = Arc::clone(&self.inner.redirect);
+        let fd = netns.try_clone().map_err(|e| {
+            fail(RedirectError {
+                action: "prepare",
+                reason: format!("cannot duplicate the namespace fd: {e}"),
+            })
+        })?;
+        tokio::task::spawn_blocking(move || op(&*redirect, fd.as_fd()))
+            .await
+            .map_err(|e| {
+                fail(RedirectError {
+                    action: "run",
+                    reason: format!("rule task failed: {e}"),
+                })
+            })?
+            .map_err(fail)
+    }
+}
+
+/// Opens a network namespace file (`/var/run/netns/…` or `/proc/N/ns/net`).
+pub(crate) fn open_netns(path: &Path) -> std::io::Result<OwnedFd> {
+    std::fs::File::open(path).map(OwnedFd::from)
+}
+
+fn open_pod_netns(workload: &str, path: &Path) -> Result<OwnedFd, AgentError> {
+    open_netns(path).map_err(|source| AgentError::Netns {
+        workload: workload.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
+}

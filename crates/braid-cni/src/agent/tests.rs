@@ -1,0 +1,219 @@
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, BorrowedFd},
+    sync::Mutex,
+};
+
+use braid_model::DataPlaneMode;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::{
+    agent_api::AgentRequest,
+    handoff::{HandoffListener, PodEvent},
+};
+
+/// Records rule operations instead of running iptables.
+#[derive(Default)]
+struct FakeRedirect {
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl Redirect for FakeRedirect {
+    fn install(&self, _: BorrowedFd<'_>) -> Result<(), RedirectError> {
+        self.record("install")
+    }
+    fn remove(&self, _: BorrowedFd<'_>) -> Result<(), RedirectError> {
+        self.record("remove")
+    }
+    fn check(&self, _: BorrowedFd<'_>) -> Result<(), RedirectError> {
+        self.record("check")
+    }
+}
+
+impl FakeRedirect {
+    fn record(&self, call: &'static str) -> Result<(), RedirectError> {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+        Ok(())
+    }
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    agent: Agent,
+    redirect: Arc<FakeRedirect>,
+    ztunnel_socket: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode = |mode, has_sidecar| WorkloadMode { mode, has_sidecar };
+    let modes = FixedModes::new(BTreeMap::from([
+        (
+            "shop/web-0".to_string(),
+            mode(DataPlaneMode::Ambient, false),
+        ),
+        ("shop/old-0".to_string(), mode(DataPlaneMode::Ambient, true)),
+        (
+            "shop/side-0".to_string(),
+            mode(DataPlaneMode::Sidecar, true),
+        ),
+    ]));
+    let config = AgentConfig {
+        socket: dir.path().join("cni.sock"),
+        ztunnel_socket: dir.path().join("ztunnel.sock"),
+        state_dir: dir.path().join("state"),
+        mode_wait: Duration::from_millis(50),
+    };
+    let redirect = Arc::new(FakeRedirect::default());
+    let ztunnel_socket = config.ztunnel_socket.clone();
+    let agent = Agent::new(config, Arc::new(modes), redirect.clone()).expect("agent");
+    let link = agent.clone();
+    tokio::spawn(async move { link.inner.ztunnel.run().await });
+    Fixture {
+        _dir: dir,
+        agent,
+        redirect,
+        ztunnel_socket,
+    }
+}
+
+/// A ztunnel that acks everything and reports (kind, uid, netns inode).
+fn ztunnel(path: &Path) -> mpsc::UnboundedReceiver<(String, String, u64)> {
+    let listener = HandoffListener::bind(path).expect("bind");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut conn = listener.accept().await.expect("accept");
+        while let Ok(Some(event)) = conn.next().await {
+            let seen = match &event {
+                PodEvent::Add { uid, netns, .. } => {
+                    ("add".into(), uid.clone(), inode(netns.as_fd()))
+                }
+                PodEvent::Remove { uid } => ("remove".into(), uid.clone(), 0),
+                PodEvent::SnapshotSent => ("snapshot".into(), String::new(), 0),
+            };
+            let _ = tx.send(seen);
+            if conn.ack(Ok(())).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn inode(fd: BorrowedFd<'_>) -> u64 {
+    rustix::fs::fstat(fd).map(|s| s.st_ino).unwrap_or(0)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<(String, String, u64)>) -> (String, String, u64) {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("ztunnel event within 10s")
+        .expect("ztunnel task alive")
+}
+
+fn request(cmd: Command, pod: &str, uid: &str) -> AgentRequest {
+    AgentRequest {
+        cmd,
+        pod_namespace: "shop".into(),
+        pod_name: pod.into(),
+        pod_uid: uid.into(),
+        container_id: format!("c-{uid}"),
+        netns: "/proc/self/ns/net".into(),
+    }
+}
+
+fn own_inode() -> u64 {
+    std::fs::File::open("/proc/self/ns/net")
+        .map(|f| inode(f.as_fd()))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn ambient_pod_is_captured_replayed_and_released() {
+    let f = fixture();
+    // No ztunnel yet: ADD still succeeds and records the pod.
+    f.agent
+        .handle(&request(Command::Add, "web-0", "u1"))
+        .await
+        .expect("add");
+    assert_eq!(f.redirect.calls(), ["install"]);
+    assert!(f.agent.inner.state.load("u1").expect("load").is_some());
+    // A record whose namespace is gone is dropped at replay.
+    f.agent
+        .inner
+        .state
+        .save(&PodRecord {
+            uid: "gone".into(),
+            workload: "shop/gone".into(),
+            netns: "/nonexistent/netns".into(),
+        })
+        .expect("save");
+
+    let mut events = ztunnel(&f.ztunnel_socket);
+    assert_eq!(
+        next(&mut events).await,
+        ("add".into(), "u1".into(), own_inode())
+    );
+    assert_eq!(next(&mut events).await.0, "snapshot");
+    assert!(f.agent.inner.state.load("gone").expect("load").is_none());
+
+    // Connected: CHECK verifies the rules, DEL releases the pod, twice.
+    let check = request(Command::Check, "web-0", "u1");
+    f.agent.handle(&check).await.expect("check");
+    let del = request(Command::Del, "web-0", "u1");
+    f.agent.handle(&del).await.expect("del");
+    assert_eq!(next(&mut events).await, ("remove".into(), "u1".into(), 0));
+    f.agent.handle(&del).await.expect("second del is a no-op");
+    assert_eq!(f.redirect.calls(), ["install", "check", "remove"]);
+    assert!(f.agent.inner.state.load("u1").expect("load").is_none());
+    let error = f
+        .agent
+        .handle(&check)
+        .await
+        .expect_err("not captured any more");
+    assert!(matches!(error, AgentError::NotCaptured(_)), "{error}");
+}
+
+#[tokio::test]
+async fn other_pods_are_left_alone_and_unknown_ones_fail() {
+    let f = fixture();
+    for pod in ["old-0", "side-0"] {
+        for cmd in [Command::Add, Command::Check, Command::Del] {
+            f.agent.handle(&request(cmd, pod, "u")).await.expect(pod);
+        }
+    }
+    assert!(f.redirect.calls().is_empty());
+    let error = f
+        .agent
+        .handle(&request(Command::Add, "ghost", "u"))
+        .await
+        .expect_err("unknown workload");
+    let text = error.to_string();
+    assert!(
+        text.contains("shop/ghost") && text.contains("retry"),
+        "{text}"
+    );
+    let mut bad = request(Command::Add, "web-0", "u");
+    bad.pod_namespace.clear();
+    let error = f.agent.handle(&bad).await.expect_err("invalid");
+    assert!(error.to_string().contains("pod_namespace"), "{error}");
+}
+
+#[tokio::test]
+async fn missing_netns_names_the_pod_and_path() {
+    let f = fixture();
+    let mut add = request(Command::Add, "web-0", "u2");
+    add.netns = "/nonexistent/ns".into();
+    let error = f.agent.handle(&add).await.expect_err("no netns");
+    let text = error.to_string();
+    assert!(
+        text.contains("shop/web-0") && text.contains("/nonexistent/ns"),
+        "{text}"
+    );
+}

@@ -1,0 +1,162 @@
+//! `braid-cni`: the CNI plugin when `CNI_COMMAND` is set (the container
+//! runtime calls it), otherwise the node agent (`braid-cni agent`).
+
+use std::{io::Read as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use braid_cni::{
+    agent::{Agent, AgentConfig, CaptureRedirect, FixedModes, ModeSource, XdsModes},
+    plugin,
+};
+use clap::Parser;
+
+/// Braid's CNI node agent.
+#[derive(Debug, Parser)]
+#[command(name = "braid-cni", version)]
+enum Cli {
+    /// Run the node agent: serve the plugin socket and feed the ztunnel.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// This node's name.
+    #[arg(long, env = "BRAID_NODE")]
+    node: String,
+    /// Socket the CNI plugin talks to.
+    #[arg(long, default_value = "/var/run/braid/cni.sock")]
+    socket: PathBuf,
+    /// The ztunnel's hand-off socket.
+    #[arg(long, default_value = "/var/run/braid/ztunnel.sock")]
+    ztunnel_socket: PathBuf,
+    /// Where captured pods are recorded.
+    #[arg(long, default_value = "/var/run/braid/cni-state")]
+    state_dir: PathBuf,
+    /// braid-control's xDS address.
+    #[arg(
+        long,
+        env = "BRAID_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:15010"
+    )]
+    control_plane: String,
+    /// The control plane's root certificate: speak TLS and require its identity.
+    #[arg(long, env = "BRAID_CA_ROOT", value_name = "FILE")]
+    ca_root: Option<PathBuf>,
+    /// Trust domain of the control plane's identity (with --ca-root).
+    #[arg(long, env = "BRAID_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// Node bootstrap token. Accepted for the CA; xDS does not use it yet.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Seconds an ADD waits for the control plane to know the pod.
+    #[arg(long, default_value = "10")]
+    mode_wait_secs: u64,
+    /// Tests only: take modes from a JSON map {"ns/pod": "ambient"} instead of xDS.
+    #[arg(long, hide = true, value_name = "FILE")]
+    mode_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return run_plugin();
+    }
+    let Cli::Agent(args) = Cli::parse();
+    init_logging("info");
+    match run_agent(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The plugin: stdout carries only the result or the error object.
+fn run_plugin() -> ExitCode {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    // Quiet by default: the runtime keeps a plugin's stderr only on failure.
+    init_logging(plugin::log_level(&stdin).as_deref().unwrap_or("warn"));
+    let env = plugin::CniEnv::from_process();
+    let outcome = match read {
+        Ok(_) => plugin::run(&env, &stdin),
+        Err(e) => Err(plugin::CniError::stdin(&e)),
+    };
+    let (output, code) = match outcome {
+        Ok(result) => (result, ExitCode::SUCCESS),
+        Err(error) => {
+            tracing::error!("{} {}: {error}", env.command, env.container_id);
+            let version = plugin::requested_version(&stdin);
+            (Some(error.to_json(&version)), ExitCode::FAILURE)
+        }
+    };
+    if let Some(json) = output {
+        println!("{json}");
+    }
+    code
+}
+
+#[tokio::main]
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let modes: Arc<dyn ModeSource> = match &args.mode_file {
+        Some(path) => Arc::new(FixedModes::from_file(path)?),
+        None => {
+            let tls = control_plane_tls(&args)?;
+            Arc::new(XdsModes::start(&args.control_plane, &args.node, tls)?)
+        }
+    };
+    if let Some(path) = &args.token_file {
+        std::fs::metadata(path).with_context(|| format!("--token-file {}", path.display()))?;
+    }
+    let config = AgentConfig {
+        socket: args.socket,
+        ztunnel_socket: args.ztunnel_socket,
+        state_dir: args.state_dir,
+        mode_wait: Duration::from_secs(args.mode_wait_secs),
+    };
+    let agent = Agent::new(config, modes, Arc::new(CaptureRedirect))?;
+    tracing::info!(node = %args.node, "braid-cni agent starting");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    tokio::select! {
+        served = agent.run() => served?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = term.recv() => tracing::info!("terminated; stopping"),
+    }
+    Ok(())
+}
+
+fn control_plane_tls(args: &AgentArgs) -> anyhow::Result<Option<braid_xds::ControlPlaneTls>> {
+    let Some(path) = &args.ca_root else {
+        return Ok(None);
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read --ca-root {}", path.display()))?;
+    let bundle = braid_identity::TrustBundle::from_pem(pem)
+        .with_context(|| format!("--ca-root {}", path.display()))?;
+    let trust_domain: braid_identity::TrustDomain =
+        args.trust_domain.parse().context("--trust-domain")?;
+    let expected = braid_identity::SpiffeId::control_plane(&trust_domain);
+    Ok(Some(braid_xds::ControlPlaneTls { bundle, expected }))
+}
+
+/// Logs go to stderr: in plugin mode stdout belongs to the runtime.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn flags_are_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
