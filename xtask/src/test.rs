@@ -29,7 +29,10 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
             timings.push((name, start.elapsed()));
             Ok(())
         };
-    step("tools", &mut || ensure_go())?;
+    step("tools", &mut || {
+        ensure_go()?;
+        ensure_network_tools()
+    })?;
     if !args.no_lint {
         step("cargo fmt --check", &mut || {
             cargo(root, &["fmt", "--all", "--", "--check"])
@@ -90,6 +93,25 @@ fn ensure_go() -> anyhow::Result<()> {
     }
     eprintln!("Go is missing; installing golang-go from Debian");
     apt_install(&["golang-go"])
+}
+
+/// The network-namespace tests need `ip` (iproute2), `iptables-restore` and
+/// `ip6tables-restore` (iptables); installed from Debian when missing (as
+/// root). Without root those tests skip themselves, so nothing is needed.
+fn ensure_network_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = [("ip", "iproute2"), ("iptables-restore", "iptables")]
+        .into_iter()
+        .filter(|(program, _)| !which(program))
+        .map(|(_, package)| package)
+        .collect();
+    if missing.is_empty() || !is_root() {
+        return Ok(());
+    }
+    if !which("apt-get") {
+        bail!("missing {}: install them and run again", missing.join(", "));
+    }
+    eprintln!("installing {} from Debian", missing.join(" "));
+    apt_install(&missing)
 }
 
 /// `apt-get update` then `apt-get install -y <packages>`.

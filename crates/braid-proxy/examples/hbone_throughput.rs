@@ -51,15 +51,22 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let sink = Sink::start()?;
-    let outbound = runtime.block_on(Proxies::start(sink.addr))?;
+    let proxies = runtime.block_on(Proxies::start(sink.addr))?;
+    let outbound = proxies.outbound;
     let relay = runtime.block_on(async {
         let second = relay(sink.addr).await?;
         relay(second).await
     })?;
 
     let (mut direct, mut hbone, mut relayed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tunnel = Vec::new();
     let wanted = |name: &str| only.is_empty() || only == name;
     for _ in 0..rounds {
+        if wanted("tunnel") {
+            let start = Instant::now();
+            runtime.block_on(proxies.send_through_tunnel(sink.addr, bytes))?;
+            tunnel.push(finish(start, bytes, &sink)?);
+        }
         for (name, to, results) in [
             ("direct", sink.addr, &mut direct),
             ("hbone", outbound, &mut hbone),
@@ -72,10 +79,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let (direct, hbone, relayed) = (
+    let (direct, hbone, relayed, tunnel) = (
         median(&mut direct),
         median(&mut hbone),
         median(&mut relayed),
+        median(&mut tunnel),
     );
     let report = serde_json::json!({
         "scenario": "hbone-throughput",
@@ -86,6 +94,8 @@ fn main() -> anyhow::Result<()> {
         "ratio": hbone / direct,
         "plain_relay_gbit_s": relayed * 8.0 / 1e9,
         "plain_relay_ratio": relayed / direct,
+        "tunnel_gbit_s": tunnel * 8.0 / 1e9,
+        "tunnel_ratio": tunnel / direct,
     });
     println!("{report}");
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -106,6 +116,11 @@ fn round(to: SocketAddr, bytes: u64, sink: &Sink) -> anyhow::Result<f64> {
         left -= n as u64;
     }
     stream.shutdown(std::net::Shutdown::Write)?;
+    finish(start, bytes, sink)
+}
+
+/// Waits for the receiver to count `bytes`; bytes per second since `start`.
+fn finish(start: Instant, bytes: u64, sink: &Sink) -> anyhow::Result<f64> {
     let received = sink
         .done
         .recv_timeout(ROUND_LIMIT)
@@ -116,7 +131,7 @@ fn round(to: SocketAddr, bytes: u64, sink: &Sink) -> anyhow::Result<f64> {
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The receiving application: reads each connection to EOF on its own
@@ -152,36 +167,44 @@ impl Sink {
     }
 }
 
-/// Both proxies; returns the outbound side's address.
-struct Proxies;
+/// Both proxies: `outbound` takes plain TCP and tunnels it to the HBONE
+/// server, which connects to the receiver.
+struct Proxies {
+    outbound: SocketAddr,
+    hbone: SocketAddr,
+    pool: Pool,
+    client: Arc<WorkloadCertificate>,
+    server_id: SpiffeId,
+}
 
 impl Proxies {
-    async fn start(target: SocketAddr) -> anyhow::Result<SocketAddr> {
+    async fn start(target: SocketAddr) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let ca = Ca::load_or_create(&dir.path().join("ca"), &"cluster.local".parse()?)?;
         let bundle = ca.trust_bundle().clone();
         let server_id = SpiffeId::new("cluster.local", "bench", "server")?;
         let client_id = SpiffeId::new("cluster.local", "bench", "client")?;
         let server_cert = issue(&ca, &server_id)?;
-        let client_cert = Arc::new(issue(&ca, &client_id)?);
+        let client = Arc::new(issue(&ca, &client_id)?);
 
-        let hbone = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let proxy = hbone.local_addr()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let hbone = listener.local_addr()?;
         let connector = DirectConnector {
             timeout: Duration::from_secs(5),
         };
         let server = Server::new(&server_cert, &bundle, connector, Settings::default())?;
-        tokio::spawn(server.serve(hbone));
+        tokio::spawn(server.serve(listener));
 
-        let outbound = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = outbound.local_addr()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let outbound = listener.local_addr()?;
         let pool = Pool::new(bundle, Settings::default());
+        let (p, cert, id) = (pool.clone(), client.clone(), server_id.clone());
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = outbound.accept().await {
-                let (pool, cert, id) = (pool.clone(), client_cert.clone(), server_id.clone());
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (pool, cert, id) = (p.clone(), cert.clone(), id.clone());
                 tokio::spawn(async move {
                     let _ = tcp.set_nodelay(true);
-                    match pool.connect(&cert, proxy, &id, target).await {
+                    match pool.connect(&cert, hbone, &id, target).await {
                         Ok(tunnel) => {
                             let _ = braid_proxy::hbone::splice(tcp, tunnel).await;
                         }
@@ -192,7 +215,35 @@ impl Proxies {
         });
         // The CA directory is only needed while issuing.
         drop(dir);
-        Ok(addr)
+        Ok(Self {
+            outbound,
+            hbone,
+            pool,
+            client,
+            server_id,
+        })
+    }
+
+    /// One HBONE hop in place of one TCP connection: the sender writes into
+    /// a tunnel itself (as an HBONE-speaking client would), the server side
+    /// connects to the receiver.
+    async fn send_through_tunnel(&self, to: SocketAddr, bytes: u64) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stream = self
+            .pool
+            .connect(&self.client, self.hbone, &self.server_id, to)
+            .await?;
+        let buf = bytes::Bytes::from(vec![0x5a_u8; APP_BUFFER]);
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            stream.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
+        stream.shutdown().await?;
+        // Keep the tunnel until the receiver is done, as a client would.
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut Vec::new()).await?;
+        Ok(())
     }
 }
 

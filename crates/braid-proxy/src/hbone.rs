@@ -21,6 +21,7 @@ use std::time::Duration;
 mod authority;
 mod connection;
 mod connector;
+mod dial;
 mod error;
 mod pool;
 mod server;
@@ -29,6 +30,7 @@ mod stream;
 
 pub use authority::{AuthorityError, parse_authority};
 pub use connector::{Connector, DirectConnector, Refusal};
+pub use dial::{Dial, Dialing, DirectDial};
 pub use error::{Error, ErrorSource};
 pub use pool::Pool;
 pub use server::{Server, ServerCounters};
@@ -37,6 +39,11 @@ pub use stream::HboneStream;
 
 /// The port a proxy accepts HBONE on.
 pub const DEFAULT_PORT: u16 = 15008;
+
+/// Bytes read from an HBONE connection's socket at once. TLS takes a few
+/// KiB per read; buffering underneath turns that into one large read
+/// syscall per many records.
+const SOCKET_READ_BUFFER: usize = 128 * 1024;
 
 /// The response header carrying why a tunnel was refused (on any status but
 /// `200`), for operators reading client logs.

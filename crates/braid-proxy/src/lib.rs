@@ -1,16 +1,19 @@
-//! Braid's data plane library.
+//! Braid's data plane library and the `braid-proxy` binary's compositions.
 //!
-//! Today it holds [`hbone`]: the tunnel every byte between meshed workloads
-//! travels through — HTTP/2 `CONNECT` streams inside mutual TLS 1.3, with
-//! SPIFFE identities on both ends, wire-compatible with Istio's HBONE. The
-//! server side accepts tunnels on port 15008 and hands each one to a
-//! [`hbone::Connector`]; the client side is a [`hbone::Pool`] of HTTP/2
-//! connections.
+//! * [`hbone`]: the tunnel every byte between meshed workloads travels
+//!   through — HTTP/2 `CONNECT` streams inside mutual TLS 1.3, with SPIFFE
+//!   identities on both ends, wire-compatible with Istio's HBONE.
+//! * [`state`]: the mesh as a proxy sees it (workloads, services, policies
+//!   from xDS), with destination resolution and L4 authorization.
+//! * [`ztunnel`]: the per-node proxy for ambient pods, capturing inside each
+//!   pod's network namespace.
 //!
-//! What this crate is not (yet): it does not capture traffic, decide
-//! authorization, route HTTP or export telemetry, and it has no binary; those
-//! arrive as the sidecar, ztunnel and waypoint compositions are built on top
-//! of this tunnel. Certificates and TLS configurations come from
-//! `braid-identity`; this crate never touches rustls settings itself.
+//! Not here yet: the sidecar and waypoint compositions, HTTP-aware proxying
+//! and telemetry. Certificates and TLS configurations come from
+//! `braid-identity`; capture (namespaces, rules, `SO_ORIGINAL_DST`) from
+//! `braid-capture`.
 
+mod feed;
 pub mod hbone;
+pub mod state;
+pub mod ztunnel;

@@ -17,11 +17,11 @@ use h2::{
     Ping, PingPong,
     client::{Connection, SendRequest},
 };
-use tokio::{net::TcpStream, time::timeout};
+use tokio::{io::BufReader, net::TcpStream, time::timeout};
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls::pki_types::ServerName};
 
 use super::{
-    Error, Settings,
+    Dial, Error, Settings,
     pool::{Inner, Key},
     stream::Slot,
 };
@@ -47,7 +47,7 @@ pub(super) struct Checkout {
     pub(super) state: Arc<ConnState>,
 }
 
-type H2Connection = Connection<TlsStream<TcpStream>, Bytes>;
+type H2Connection = Connection<TlsStream<BufReader<TcpStream>>, Bytes>;
 
 // === impl Conn ===
 
@@ -86,6 +86,7 @@ impl ConnState {
 /// Opens a connection for `key` presenting `source`, and spawns its task.
 pub(super) async fn dial(
     key: &Key,
+    dial: &dyn Dial,
     source: &WorkloadCertificate,
     bundle: &TrustBundle,
     settings: &Settings,
@@ -98,7 +99,7 @@ pub(super) async fn dial(
             source: e,
         })?;
     let limit = settings.connect_timeout;
-    let (send, conn, ping_pong) = timeout(limit, handshake(config, key.proxy, settings))
+    let (send, conn, ping_pong) = timeout(limit, handshake(dial, config, key.proxy, settings))
         .await
         .map_err(|_| Error::Timeout {
             proxy: key.proxy,
@@ -125,11 +126,13 @@ pub(super) async fn dial(
 /// the handshake is done, and the answer also brings the server's settings
 /// (its stream limit) before the first stream is opened.
 async fn handshake(
+    dial: &dyn Dial,
     config: Arc<tokio_rustls::rustls::ClientConfig>,
     proxy: SocketAddr,
     s: &Settings,
 ) -> Result<(SendRequest<Bytes>, H2Connection, Option<PingPong>), Error> {
-    let tcp = TcpStream::connect(proxy)
+    let tcp = dial
+        .connect(proxy)
         .await
         .map_err(|source| Error::Connect { proxy, source })?;
     let _ = tcp.set_nodelay(true);
@@ -137,7 +140,10 @@ async fn handshake(
     // expected identity is, by the configuration.
     let name = ServerName::IpAddress(proxy.ip().into());
     let tls = TlsConnector::from(config)
-        .connect(name, tcp)
+        .connect(
+            name,
+            BufReader::with_capacity(super::SOCKET_READ_BUFFER, tcp),
+        )
         .await
         .map_err(|e| Error::handshake(proxy, e))?;
     let (send, mut conn) = h2::client::Builder::new()

@@ -22,7 +22,7 @@ use http::{Method, Request, StatusCode, Uri};
 use tokio::time::timeout;
 
 use super::{
-    Error, HboneStream, REASON_HEADER, Settings,
+    Dial, DirectDial, Error, HboneStream, REASON_HEADER, Settings,
     connection::{self, Checkout, Conn},
 };
 
@@ -42,6 +42,9 @@ pub(super) struct Key {
     /// new tunnels go on new connections presenting the new certificate,
     /// and connections with the old one drain and idle out.
     pub(super) certificate: u64,
+    /// Where connections are dialled from ([`Dial::origin`]): tunnels of
+    /// different pods never share a connection.
+    pub(super) origin: u64,
     pub(super) proxy: SocketAddr,
     pub(super) expected: SpiffeId,
 }
@@ -92,17 +95,33 @@ impl Pool {
         expected: &SpiffeId,
         target: SocketAddr,
     ) -> Result<HboneStream, Error> {
+        self.connect_from(&DirectDial, source, proxy, expected, target)
+            .await
+    }
+
+    /// [`connect`](Self::connect), with connections dialled by `dial` (for
+    /// example from inside a pod's network namespace, so the tunnel leaves
+    /// with the pod's address).
+    pub async fn connect_from(
+        &self,
+        dial: &dyn Dial,
+        source: &WorkloadCertificate,
+        proxy: SocketAddr,
+        expected: &SpiffeId,
+        target: SocketAddr,
+    ) -> Result<HboneStream, Error> {
         let key = Key {
             source: source.spiffe_id().clone(),
             certificate: leaf_hash(source),
+            origin: dial.origin(),
             proxy,
             expected: expected.clone(),
         };
-        let (checkout, reused) = self.checkout(&key, source).await?;
+        let (checkout, reused) = self.checkout(&key, dial, source).await?;
         match self.open(checkout, proxy, target).await {
             Err(Error::Http2 { source: e, .. }) if reused && stale(&e) => {
                 tracing::debug!(%proxy, error = %e, "pooled HBONE connection is dead; redialling");
-                let (checkout, _) = self.checkout(&key, source).await?;
+                let (checkout, _) = self.checkout(&key, dial, source).await?;
                 self.open(checkout, proxy, target).await
             }
             opened => opened,
@@ -124,6 +143,7 @@ impl Pool {
     async fn checkout(
         &self,
         key: &Key,
+        dial: &dyn Dial,
         source: &WorkloadCertificate,
     ) -> Result<(Checkout, bool), Error> {
         if let Some(checkout) = self.inner.claim(key) {
@@ -136,7 +156,7 @@ impl Pool {
             .or_default()
             .dialing
             .clone();
-        let dialled = self.dial_in_turn(key, source, &dialing).await;
+        let dialled = self.dial_in_turn(key, dial, source, &dialing).await;
         drop(dialing);
         if dialled.is_err() {
             // Do not keep an entry per unreachable proxy.
@@ -150,6 +170,7 @@ impl Pool {
     async fn dial_in_turn(
         &self,
         key: &Key,
+        dial: &dyn Dial,
         source: &WorkloadCertificate,
         dialing: &tokio::sync::Mutex<()>,
     ) -> Result<(Checkout, bool), Error> {
@@ -169,7 +190,8 @@ impl Pool {
         }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let weak = Arc::downgrade(inner);
-        let conn = connection::dial(key, source, &inner.bundle, &inner.settings, weak, id).await?;
+        let conn =
+            connection::dial(key, dial, source, &inner.bundle, &inner.settings, weak, id).await?;
         let mut entries = inner.entries();
         let checkout = conn.try_checkout(inner.max_streams().max(1));
         entries.entry(key.clone()).or_default().conns.push(conn);

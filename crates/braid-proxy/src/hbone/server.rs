@@ -183,7 +183,15 @@ impl<C: Connector> Server<C> {
                 return;
             }
         };
-        let tls = match timeout(limit, acceptor.accept(tcp)).await {
+        let tls = match timeout(
+            limit,
+            acceptor.accept(tokio::io::BufReader::with_capacity(
+                super::SOCKET_READ_BUFFER,
+                tcp,
+            )),
+        )
+        .await
+        {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
                 tracing::warn!(%remote, %error, side = "downstream", "HBONE TLS handshake failed");

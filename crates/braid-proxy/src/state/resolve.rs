@@ -1,0 +1,98 @@
+//! Where a captured outbound connection goes: a service's virtual IP picks a
+//! ready endpoint, a workload's IP is that workload, and a meshed workload
+//! is reached over HBONE at its own address (its sidecar's or its in-pod
+//! ztunnel listener's port 15008). Anything else passes through.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use braid_model::{DataPlaneMode, Service, Workload, WorkloadStatus};
+use rand::seq::IndexedRandom as _;
+
+use super::ProxyState;
+use crate::hbone;
+
+/// The outcome of [`ProxyState::resolve`].
+#[derive(Clone, Debug)]
+pub enum Resolved {
+    /// A workload with a proxy of its own: tunnel over HBONE.
+    Mesh(Destination),
+    /// Not in the mesh, or not known: plain TCP to `target`.
+    Passthrough {
+        /// Where to connect.
+        target: SocketAddr,
+    },
+}
+
+/// A meshed destination.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// The workload.
+    pub workload: Arc<Workload>,
+    /// Its `ip:port` (the `CONNECT` authority).
+    pub target: SocketAddr,
+    /// Where its proxy takes HBONE.
+    pub proxy: SocketAddr,
+}
+
+// === impl ProxyState ===
+
+impl ProxyState {
+    /// Resolves the original destination of a captured connection. An error
+    /// says why the connection cannot go anywhere (a service without a
+    /// ready endpoint for the port).
+    pub fn resolve(&self, original: SocketAddr) -> Result<Resolved, String> {
+        let target = match self.service_by_vip(original.ip()) {
+            Some(service) => pick_endpoint(&service, original)?,
+            None => original,
+        };
+        let Some(workload) = self.workload_by_ip(target.ip()) else {
+            return Ok(Resolved::Passthrough { target });
+        };
+        if !is_meshed(&workload) {
+            return Ok(Resolved::Passthrough { target });
+        }
+        let proxy = SocketAddr::new(target.ip(), hbone::DEFAULT_PORT);
+        Ok(Resolved::Mesh(Destination {
+            workload,
+            target,
+            proxy,
+        }))
+    }
+}
+
+/// Whether `workload` has a proxy that takes HBONE: a sidecar, or the
+/// ztunnel of an ambient pod.
+pub(crate) fn is_meshed(workload: &Workload) -> bool {
+    workload.has_sidecar || workload.mode == DataPlaneMode::Ambient
+}
+
+/// A ready endpoint of `service` for the port `original` asked for, picked at
+/// random, as `ip:target port`.
+fn pick_endpoint(service: &Service, original: SocketAddr) -> Result<SocketAddr, String> {
+    let port = original.port();
+    let Some(service_port) = service.ports.iter().find(|p| p.port == port) else {
+        return Err(format!("service {} has no port {port}", service.reference));
+    };
+    let ready: Vec<SocketAddr> = service
+        .endpoints
+        .iter()
+        .filter(|e| e.status == WorkloadStatus::Healthy)
+        // Same family as the VIP, so an IPv4 client gets an IPv4 endpoint.
+        .filter(|e| e.address.is_ipv4() == original.is_ipv4())
+        .filter_map(|e| {
+            let target_port = e
+                .ports
+                .get(&port)
+                .copied()
+                .or(service_port.target_port)
+                .or(service_port.target_port_name.is_none().then_some(port))?;
+            Some(SocketAddr::new(e.address, target_port))
+        })
+        .collect();
+    ready.choose(&mut rand::rng()).copied().ok_or_else(|| {
+        format!(
+            "service {} has no ready endpoint for port {port}",
+            service.reference
+        )
+    })
+}

@@ -1,0 +1,209 @@
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+
+use braid_model::{
+    Action, AuthorizationPolicy, DataPlaneMode, Endpoint, MtlsMode, PeerAuthentication, Rule,
+    Service, ServicePort, ServiceRef, Workload, WorkloadStatus, WorkloadUid,
+};
+use braid_xds::{Delta, Updated};
+
+use super::{ProxyState, Resolved};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn workload(ns: &str, name: &str, addr: &str, mode: DataPlaneMode) -> Workload {
+    Workload {
+        uid: WorkloadUid::new(ns, name),
+        name: name.into(),
+        namespace: ns.into(),
+        service_account: name.into(),
+        node: "node-a".into(),
+        addresses: vec![ip(addr)],
+        labels: BTreeMap::from([("app".to_string(), name.to_string())]),
+        mode,
+        has_sidecar: false,
+        waypoint: None,
+        trust_domain: "cluster.local".into(),
+        status: WorkloadStatus::Healthy,
+    }
+}
+
+fn delta<T>(updated: Vec<(String, T)>, removed: Vec<&str>) -> Delta<T> {
+    Delta {
+        system_version_info: String::new(),
+        updated: updated
+            .into_iter()
+            .map(|(name, value)| Updated {
+                name,
+                version: "1".into(),
+                value: Arc::new(value),
+            })
+            .collect(),
+        removed: removed.into_iter().map(String::from).collect(),
+    }
+}
+
+fn with_workloads(workloads: Vec<Workload>) -> ProxyState {
+    let state = ProxyState::new();
+    let named = workloads
+        .into_iter()
+        .map(|w| (format!("{}/{}", w.namespace, w.name), w))
+        .collect();
+    state.apply_workloads(delta(named, vec![]));
+    state
+}
+
+fn service(endpoints: &[(&str, WorkloadStatus)]) -> Service {
+    Service {
+        reference: ServiceRef {
+            namespace: "shop".into(),
+            name: "web".into(),
+        },
+        hostname: "web.shop.svc.cluster.local".into(),
+        vips: vec![ip("198.19.0.10")],
+        ports: vec![ServicePort {
+            name: "http".into(),
+            port: 80,
+            target_port: Some(8080),
+            target_port_name: None,
+            app_protocol: None,
+            protocol: Default::default(),
+        }],
+        endpoints: endpoints
+            .iter()
+            .map(|(addr, status)| Endpoint {
+                workload: None,
+                address: ip(addr),
+                ports: BTreeMap::from([(80, 8080)]),
+                status: *status,
+            })
+            .collect(),
+        waypoint: None,
+        headless: false,
+    }
+}
+
+#[test]
+fn workloads_are_found_by_address_and_follow_readdressing() {
+    let state = with_workloads(vec![workload(
+        "shop",
+        "web",
+        "198.18.0.1",
+        DataPlaneMode::Ambient,
+    )]);
+    assert_eq!(
+        state
+            .workload_by_ip(ip("198.18.0.1"))
+            .map(|w| w.name.clone()),
+        Some("web".into())
+    );
+
+    let moved = workload("shop", "web", "198.18.0.2", DataPlaneMode::Ambient);
+    state.apply_workloads(delta(vec![("shop/web".into(), moved)], vec![]));
+    assert!(
+        state.workload_by_ip(ip("198.18.0.1")).is_none(),
+        "old address forgotten"
+    );
+    assert!(state.workload_by_ip(ip("198.18.0.2")).is_some());
+
+    state.apply_workloads(delta(vec![], vec!["shop/web"]));
+    assert!(state.workload_by_ip(ip("198.18.0.2")).is_none());
+    assert_eq!(state.workload_count(), 0);
+}
+
+#[test]
+fn a_vip_resolves_to_a_ready_endpoint_only() {
+    let state = with_workloads(vec![
+        workload("shop", "web-a", "198.18.0.1", DataPlaneMode::Ambient),
+        workload("shop", "web-b", "198.18.0.2", DataPlaneMode::Ambient),
+    ]);
+    let svc = service(&[
+        ("198.18.0.1", WorkloadStatus::Unhealthy),
+        ("198.18.0.2", WorkloadStatus::Healthy),
+    ]);
+    state.apply_services(delta(vec![("shop/web".into(), svc)], vec![]));
+    for _ in 0..20 {
+        let Ok(Resolved::Mesh(d)) = state.resolve("198.19.0.10:80".parse().expect("addr")) else {
+            panic!("expected a meshed destination");
+        };
+        assert_eq!(d.target, "198.18.0.2:8080".parse().expect("addr"));
+        assert_eq!(d.proxy, "198.18.0.2:15008".parse().expect("addr"));
+        assert_eq!(d.workload.name, "web-b");
+    }
+    let err = state
+        .resolve("198.19.0.10:81".parse().expect("addr"))
+        .unwrap_err();
+    assert!(err.contains("has no port 81"), "{err}");
+
+    let none_ready = service(&[("198.18.0.1", WorkloadStatus::Terminating)]);
+    state.apply_services(delta(vec![("shop/web".into(), none_ready)], vec![]));
+    let err = state
+        .resolve("198.19.0.10:80".parse().expect("addr"))
+        .unwrap_err();
+    assert!(err.contains("no ready endpoint"), "{err}");
+}
+
+#[test]
+fn unmeshed_and_unknown_destinations_pass_through() {
+    let state = with_workloads(vec![workload(
+        "legacy",
+        "db",
+        "198.18.0.9",
+        DataPlaneMode::None,
+    )]);
+    for addr in ["198.18.0.9:5432", "198.18.7.7:80"] {
+        let target = addr.parse().expect("addr");
+        assert!(
+            matches!(state.resolve(target), Ok(Resolved::Passthrough { target: t }) if t == target),
+            "{addr}"
+        );
+    }
+}
+
+#[test]
+fn authorization_follows_policy_deltas() {
+    let state = ProxyState::new();
+    let web = workload("shop", "web", "198.18.0.1", DataPlaneMode::Ambient);
+    let client = "spiffe://cluster.local/ns/legacy/sa/client";
+    assert!(state.authorize(&web, 80, Some(client)).is_ok());
+
+    let deny = AuthorizationPolicy {
+        name: "deny-legacy".into(),
+        namespace: "shop".into(),
+        selector: None,
+        action: Action::Deny,
+        rules: vec![Rule {
+            source_namespaces: vec!["legacy".into()],
+            ..Rule::default()
+        }],
+    };
+    state.apply_authorizations(delta(vec![("shop/deny-legacy".into(), deny)], vec![]));
+    let err = state.authorize(&web, 80, Some(client)).unwrap_err();
+    assert!(err.contains("shop/deny-legacy"), "{err}");
+    assert!(
+        state
+            .authorize(&web, 80, Some("spiffe://cluster.local/ns/shop/sa/x"))
+            .is_ok()
+    );
+
+    state.apply_authorizations(delta(vec![], vec!["shop/deny-legacy"]));
+    assert!(state.authorize(&web, 80, Some(client)).is_ok());
+}
+
+#[test]
+fn peer_authentication_sets_the_mtls_mode() {
+    let state = ProxyState::new();
+    let web = workload("shop", "web", "198.18.0.1", DataPlaneMode::Ambient);
+    assert_eq!(state.mtls_mode(&web), MtlsMode::Permissive);
+    let strict = PeerAuthentication {
+        name: "strict".into(),
+        namespace: "shop".into(),
+        selector: None,
+        mode: MtlsMode::Strict,
+    };
+    state.apply_peer_authentications(delta(vec![("shop/strict".into(), strict)], vec![]));
+    assert_eq!(state.mtls_mode(&web), MtlsMode::Strict);
+    state.apply_peer_authentications(delta(vec![], vec!["shop/strict"]));
+    assert_eq!(state.mtls_mode(&web), MtlsMode::Permissive);
+}

@@ -1,0 +1,78 @@
+//! One captured pod: its network namespace, and what its listeners share.
+
+use std::{net::SocketAddr, str::FromStr as _, sync::Arc};
+
+use braid_capture::{NetNs, PROXY_MARK};
+use braid_identity::{CertificateManager, SpiffeId, WorkloadCertificate};
+use braid_model::Workload;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::{
+    hbone::{Dial, Dialing, Pool},
+    state::ProxyState,
+};
+
+/// What every connection of one pod needs.
+pub(crate) struct PodContext {
+    /// `<namespace>/<pod>`: its Workload resource.
+    pub(crate) workload: String,
+    pub(crate) netns: NetNs,
+    pub(crate) state: ProxyState,
+    pub(crate) certs: CertificateManager,
+    pub(crate) pool: Pool,
+    /// Tells this pod's pooled connections from other pods'.
+    pub(crate) origin: u64,
+}
+
+// === impl PodContext ===
+
+impl PodContext {
+    /// The pod's workload, once the control plane has sent it.
+    pub(crate) fn workload(&self) -> Result<Arc<Workload>, String> {
+        self.state.workload(&self.workload).ok_or_else(|| {
+            format!(
+                "the control plane has not sent workload {} yet",
+                self.workload
+            )
+        })
+    }
+
+    /// The pod's SPIFFE identity.
+    pub(crate) fn identity(workload: &Workload) -> Result<SpiffeId, String> {
+        SpiffeId::from_str(&workload.spiffe_id())
+            .map_err(|e| format!("workload {}: {e}", workload.uid))
+    }
+
+    /// The pod's certificate (fetched on first use, then renewed).
+    pub(crate) async fn certificate(
+        &self,
+        id: &SpiffeId,
+    ) -> Result<Arc<WorkloadCertificate>, String> {
+        self.certs
+            .fetch(id)
+            .await
+            .map_err(|e| format!("no certificate for {id}: {e}"))
+    }
+
+    /// Connects to `to` from inside the pod, with the proxy's mark so the
+    /// pod's capture rules let it pass: the connection carries the pod's
+    /// own address.
+    pub(crate) async fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
+        let socket = self
+            .netns
+            .tcp_socket(to, Some(PROXY_MARK))
+            .map_err(std::io::Error::other)?;
+        let _ = socket.set_tcp_nodelay(true);
+        TcpSocket::from_std_stream(socket.into()).connect(to).await
+    }
+}
+
+impl Dial for PodContext {
+    fn origin(&self) -> u64 {
+        self.origin
+    }
+
+    fn connect(&self, to: SocketAddr) -> Dialing<'_> {
+        Box::pin(PodContext::connect(self, to))
+    }
+}

@@ -1,0 +1,195 @@
+//! The pods this ztunnel captures, as the node agent hands them over: each
+//! gets listeners on 15001, 15006 and 15008 inside its own network
+//! namespace, and loses them when removed.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use braid_capture::{ListenOptions, NetNs};
+use braid_cni::handoff::{HandoffConnection, HandoffListener, PodEvent};
+use braid_identity::{CertificateManager, TrustBundle};
+use tokio::{net::TcpListener, task::JoinSet};
+
+use super::{inbound, outbound, pod::PodContext};
+use crate::{hbone::Pool, state::ProxyState};
+
+/// Ports opened inside every captured pod.
+const OUTBOUND_PORT: u16 = 15001;
+const INBOUND_PLAINTEXT_PORT: u16 = 15006;
+
+/// Captured pods by uid.
+pub(crate) struct Pods {
+    state: ProxyState,
+    certs: CertificateManager,
+    pool: Pool,
+    bundle: TrustBundle,
+    pods: Mutex<HashMap<String, Captured>>,
+    /// Origins for pool keys; 0 is the ztunnel's own namespace.
+    next_origin: AtomicU64,
+}
+
+/// A captured pod's running listeners (dropping this stops them).
+struct Captured {
+    workload: String,
+    /// Which hand-off connection last sent it, to forget pods an agent's
+    /// replay leaves out.
+    generation: u64,
+    _tasks: JoinSet<()>,
+}
+
+// === impl Pods ===
+
+impl Pods {
+    pub(crate) fn new(
+        state: ProxyState,
+        certs: CertificateManager,
+        pool: Pool,
+        bundle: TrustBundle,
+    ) -> Self {
+        Self {
+            state,
+            certs,
+            pool,
+            bundle,
+            pods: Mutex::new(HashMap::new()),
+            next_origin: AtomicU64::new(1),
+        }
+    }
+
+    /// How many pods are captured.
+    pub(crate) fn len(&self) -> usize {
+        self.pods().len()
+    }
+
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Captured>> {
+        self.pods.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes agents' connections one after another, for as long as it runs.
+    pub(crate) async fn serve(self: Arc<Self>, listener: HandoffListener) {
+        let mut generation = 0;
+        loop {
+            match listener.accept().await {
+                Ok(conn) => {
+                    generation += 1;
+                    tracing::info!(generation, "node agent connected");
+                    self.serve_agent(conn, generation).await;
+                    tracing::info!("node agent disconnected; pods stay captured");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a node agent");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve_agent(&self, mut conn: HandoffConnection, generation: u64) {
+        loop {
+            let event = match conn.next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(error) if error.is_fatal() => {
+                    tracing::warn!(%error, "hand-off connection failed");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "bad hand-off message");
+                    continue;
+                }
+            };
+            let result = match event {
+                PodEvent::Add {
+                    uid,
+                    workload,
+                    netns,
+                } => self.add(uid, workload, NetNs::from_fd(netns), generation),
+                PodEvent::Remove { uid } => {
+                    self.remove(&uid);
+                    Ok(())
+                }
+                PodEvent::SnapshotSent => {
+                    self.forget_older_than(generation);
+                    Ok(())
+                }
+            };
+            if let Err(error) = conn.ack(result).await {
+                tracing::warn!(%error, "cannot answer the node agent");
+                return;
+            }
+        }
+    }
+
+    /// Starts capturing a pod (again, if it was: its listeners are
+    /// replaced, which also covers a pod whose namespace changed).
+    fn add(
+        &self,
+        uid: String,
+        workload: String,
+        netns: NetNs,
+        generation: u64,
+    ) -> Result<(), String> {
+        // Listeners are bound before the old ones (if any) are dropped would
+        // fail with EADDRINUSE in the same namespace: drop first.
+        let previous = self.pods().remove(&uid);
+        drop(previous);
+        let bind = |port: u16| -> Result<TcpListener, String> {
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let listener = netns
+                .bind_tcp(addr, &ListenOptions::default())
+                .map_err(|e| format!("pod {workload}: {e}"))?;
+            TcpListener::from_std(listener).map_err(|e| format!("pod {workload}: port {port}: {e}"))
+        };
+        let outbound_listener = bind(OUTBOUND_PORT)?;
+        let plaintext_listener = bind(INBOUND_PLAINTEXT_PORT)?;
+        let hbone_listener = bind(crate::hbone::DEFAULT_PORT)?;
+        let pod = Arc::new(PodContext {
+            workload: workload.clone(),
+            netns,
+            state: self.state.clone(),
+            certs: self.certs.clone(),
+            pool: self.pool.clone(),
+            origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(outbound::serve(outbound_listener, pod.clone()));
+        tasks.spawn(inbound::serve_plaintext(plaintext_listener, pod.clone()));
+        tasks.spawn(inbound::serve_hbone(
+            hbone_listener,
+            pod,
+            self.bundle.clone(),
+        ));
+        tracing::info!(%uid, %workload, "pod captured");
+        self.pods().insert(
+            uid,
+            Captured {
+                workload,
+                generation,
+                _tasks: tasks,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&self, uid: &str) {
+        if let Some(pod) = self.pods().remove(uid) {
+            tracing::info!(%uid, workload = %pod.workload, "pod released");
+        }
+    }
+
+    fn forget_older_than(&self, generation: u64) {
+        self.pods().retain(|uid, pod| {
+            let keep = pod.generation >= generation;
+            if !keep {
+                tracing::info!(%uid, workload = %pod.workload, "pod not replayed by the agent; released");
+            }
+            keep
+        });
+    }
+}
