@@ -135,9 +135,67 @@ impl Agent {
         let listener = server::bind(&self.inner.config.socket)?;
         let link = self.clone();
         let ztunnel = tokio::spawn(async move { link.inner.ztunnel.run().await });
+        let releasing = tokio::spawn(self.clone().release_on_mode_change());
         let served = server::serve(listener, self).await;
         ztunnel.abort();
+        releasing.abort();
         served
+    }
+
+    /// Releases captured pods whose effective mode stops being ambient (a
+    /// `braid.dev/mode` label changed on the pod or its namespace): the
+    /// ztunnel forgets them, their rules go, and their traffic flows
+    /// uncaptured from then on. Runs until aborted.
+    async fn release_on_mode_change(self) {
+        let mut changes = self.inner.modes.changes();
+        loop {
+            self.release_uncaptured().await;
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One pass of [`release_on_mode_change`](Self::release_on_mode_change).
+    async fn release_uncaptured(&self) {
+        let pods = match self.inner.state.all() {
+            Ok(pods) => pods,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list captured pods");
+                return;
+            }
+        };
+        for pod in pods {
+            // An unknown workload keeps its capture: its DEL will come.
+            let Some(mode) = self.inner.modes.lookup(&pod.workload) else {
+                continue;
+            };
+            if mode.captured() {
+                continue;
+            }
+            if let Err(error) = self.release(&pod).await {
+                tracing::warn!(workload = %pod.workload, %error, "cannot release a pod that left ambient mode");
+            } else {
+                tracing::info!(workload = %pod.workload, uid = %pod.uid, "pod left ambient mode; released");
+            }
+        }
+    }
+
+    /// Stops capturing `pod`: the ztunnel forgets it, its rules go (if its
+    /// namespace still exists) and its record is deleted.
+    async fn release(&self, pod: &PodRecord) -> Result<(), AgentError> {
+        // The ztunnel forgets unrecorded pods at its next snapshot anyway,
+        // so a refusal must not block the release.
+        if let Err(error) = self.inner.ztunnel.remove_pod(&pod.uid).await {
+            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
+        }
+        // A namespace that no longer opens took its rules with it.
+        if let Ok(netns) = open_netns(&pod.netns) {
+            self.redirect(&pod.workload, &netns, |r, fd| r.remove(fd))
+                .await?;
+        }
+        self.inner.state.remove(&pod.uid)?;
+        Ok(())
     }
 
     /// Handles one plugin request.
@@ -192,21 +250,14 @@ impl Agent {
         let Some(pod) = self.inner.state.load(uid)? else {
             return Ok(());
         };
-        // The ztunnel forgets unrecorded pods at its next snapshot anyway,
-        // so a refusal must not block the DEL.
-        if let Err(error) = self.inner.ztunnel.remove_pod(uid).await {
-            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
-        }
-        let path = match request.netns.as_str() {
-            "" => pod.netns.clone(),
-            given => PathBuf::from(given),
+        let pod = match request.netns.as_str() {
+            "" => pod,
+            given => PodRecord {
+                netns: PathBuf::from(given),
+                ..pod
+            },
         };
-        // A namespace that no longer opens took its rules with it.
-        if let Ok(netns) = open_netns(&path) {
-            self.redirect(&pod.workload, &netns, |r, fd| r.remove(fd))
-                .await?;
-        }
-        self.inner.state.remove(uid)?;
+        self.release(&pod).await?;
         tracing::info!(workload = %pod.workload, uid, "pod released");
         Ok(())
     }

@@ -217,3 +217,74 @@ async fn missing_netns_names_the_pod_and_path() {
         "{text}"
     );
 }
+
+/// Modes a test can change, like labels edited in the cluster.
+struct ChangingModes {
+    modes: Mutex<BTreeMap<String, WorkloadMode>>,
+    changes: tokio::sync::watch::Sender<()>,
+}
+
+impl ModeSource for ChangingModes {
+    fn lookup(&self, workload: &str) -> Option<WorkloadMode> {
+        self.modes.lock().ok()?.get(workload).copied()
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn a_pod_that_leaves_ambient_mode_is_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ambient = WorkloadMode {
+        mode: DataPlaneMode::Ambient,
+        has_sidecar: false,
+    };
+    let modes = Arc::new(ChangingModes {
+        modes: Mutex::new(BTreeMap::from([("shop/web-0".to_string(), ambient)])),
+        changes: tokio::sync::watch::Sender::new(()),
+    });
+    let config = AgentConfig {
+        socket: dir.path().join("cni.sock"),
+        ztunnel_socket: dir.path().join("ztunnel.sock"),
+        state_dir: dir.path().join("state"),
+        mode_wait: Duration::from_millis(50),
+    };
+    let mut events = ztunnel(&config.ztunnel_socket);
+    let redirect = Arc::new(FakeRedirect::default());
+    let agent = Agent::new(config, modes.clone(), redirect.clone()).expect("agent");
+    let running = tokio::spawn(agent.clone().run());
+    assert_eq!(
+        next(&mut events).await.0,
+        "snapshot",
+        "connected, nothing to replay"
+    );
+
+    agent
+        .handle(&request(Command::Add, "web-0", "u1"))
+        .await
+        .expect("add");
+    assert_eq!(next(&mut events).await.0, "add");
+
+    // The namespace's label changes to none: the pod is released.
+    if let Ok(mut m) = modes.modes.lock() {
+        m.insert(
+            "shop/web-0".into(),
+            WorkloadMode {
+                mode: DataPlaneMode::None,
+                has_sidecar: false,
+            },
+        );
+    }
+    modes.changes.send_replace(());
+    assert_eq!(next(&mut events).await, ("remove".into(), "u1".into(), 0));
+    // The rules go right after the ztunnel let go.
+    let released = tokio::time::timeout(Duration::from_secs(10), async {
+        while agent.inner.state.load("u1").ok().flatten().is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    released.await.expect("record deleted within 10s");
+    assert_eq!(redirect.calls(), ["install", "remove"]);
+    running.abort();
+}
