@@ -37,6 +37,8 @@ pub(crate) struct Pods {
 /// A captured pod's running listeners (dropping this stops them).
 struct Captured {
     workload: String,
+    /// The namespace the listeners live in.
+    netns: braid_capture::NetNsId,
     /// Which hand-off connection last sent it, to forget pods an agent's
     /// replay leaves out.
     generation: u64,
@@ -135,10 +137,21 @@ impl Pods {
         netns: NetNs,
         generation: u64,
     ) -> Result<(), String> {
-        // Listeners are bound before the old ones (if any) are dropped would
-        // fail with EADDRINUSE in the same namespace: drop first.
-        let previous = self.pods().remove(&uid);
-        drop(previous);
+        {
+            let mut pods = self.pods();
+            // The agent replays its pods whenever it reconnects: the same pod
+            // in the same namespace keeps its listeners and connections.
+            if let Some(pod) = pods.get_mut(&uid)
+                && pod.netns == netns.id()
+            {
+                pod.generation = generation;
+                return Ok(());
+            }
+            // Binding before the old listeners in the same namespace are gone
+            // would fail with EADDRINUSE: drop them first.
+            drop(pods.remove(&uid));
+        }
+        let netns_id = netns.id();
         let bind = |port: u16| -> Result<TcpListener, String> {
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
             let listener = netns
@@ -170,6 +183,7 @@ impl Pods {
             uid,
             Captured {
                 workload,
+                netns: netns_id,
                 generation,
                 _tasks: tasks,
             },

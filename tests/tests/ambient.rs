@@ -1,0 +1,463 @@
+//! Ambient mode end to end, on a real network-namespace "cluster" (DESIGN
+//! §7, tier 3): `braid-control`, and per node a `braid-proxy ztunnel` and a
+//! `braid-cni agent`, as separate processes; pods as network namespaces;
+//! real iptables capture installed by the agent; pods announced by running
+//! the `braid-cni` plugin binary as a container runtime does.
+//!
+//! ```text
+//! node-a: client (shop, ambient)   web (shop, ambient, echo :8080, Service web 198.19.0.10:80)
+//! node-b: api (inventory, ambient, echo :9090)   legacy (legacy, mode none, echo :7070)
+//! ```
+//!
+//! Steps, each asserting what an application or operator would see:
+//!
+//! 0. CNI ADD captures the ambient pods (ztunnel listeners in the pod), not
+//!    the mode-none pod.
+//! 1. client → web through the Service VIP, → api on the other node, →
+//!    legacy (not meshed, passthrough) all echo.
+//! 2. Ambient traffic is tunnelled (the destination pod holds an HBONE
+//!    connection on :15008 from the client's IP); a DENY by source namespace
+//!    refuses the client but not plaintext legacy; an ALLOW by SPIFFE
+//!    principal and port admits only that identity on that port.
+//! 3. Plaintext legacy → api works under PERMISSIVE, is refused under
+//!    STRICT while mTLS client → api keeps working.
+//! 4. node-b's ztunnel is SIGKILLed (traffic to api fails closed) and started
+//!    again; the agent replays the pod and traffic recovers.
+//! 5. CNI DEL releases a pod: listeners gone, its traffic no longer captured.
+//!
+//! Needs root (namespaces, iptables): skipped with a message otherwise, unless
+//! `CI=true`. The test first runs `cargo build -p braid-control -p
+//! braid-proxy -p braid-cni --bins` (dev profile, this test's target
+//! directory) once.
+//!
+//! ```sh
+//! cargo test -p braid-tests --test ambient -- --nocapture
+//! ```
+//!
+//! `BRAID_LOG` sets the children's log filter (default: debug for the
+//! ztunnels and agents), `BRAID_E2E_KEEP=1` keeps the temporary directory
+//! (configuration, logs), `BRAID_E2E_BIN_DIR=DIR` uses prebuilt binaries.
+//!
+//! The steps share one set of processes, so they run in one test function,
+//! in order; each is bounded (no step waits more than ~30 s).
+
+#[path = "ambient/support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use braid_capture::testing::require_root;
+use support::{
+    Cluster, EchoConn, PODS, WEB_VIP, allow_principal, base_config, deny_from_namespace, echo,
+    established, eventually, has_ip, listening_ports, parse_ss, peer_authentication, pod_def,
+    refused,
+};
+
+/// First traffic: certificates, xDS and the hand-off all have to happen.
+const FIRST_TRAFFIC: Duration = Duration::from_secs(25);
+/// A policy edit in the configuration directory reaching the ztunnels.
+const POLICY_PROPAGATION: Duration = Duration::from_secs(5);
+/// A restarted ztunnel serving again (agent backoff ≤ 5 s, then replay).
+const RESTART: Duration = Duration::from_secs(30);
+
+const DENY_FILE: &str = "inventory-deny-shop.yaml";
+const ALLOW_FILE: &str = "inventory-allow-client.yaml";
+const CLIENT_ID: &str = "spiffe://cluster.local/ns/shop/sa/client";
+const STRICT_FILE: &str = "inventory-strict.yaml";
+
+#[test]
+fn ambient_mesh_end_to_end() {
+    if !require_root() {
+        return;
+    }
+    let started = Instant::now();
+    let mut c = Cluster::start();
+    step("cluster up", started);
+
+    let t = Instant::now();
+    pods_are_captured(&mut c);
+    step("0: ambient pods captured, legacy not", t);
+
+    let t = Instant::now();
+    traffic_flows(&mut c);
+    step("1: client -> web VIP, api, legacy echo", t);
+
+    let t = Instant::now();
+    traffic_is_tunnelled(&c);
+    step("2a: ambient traffic arrives over HBONE (:15008)", t);
+
+    let t = Instant::now();
+    authorization_uses_the_peer_identity(&mut c);
+    step("2b: DENY by source namespace", t);
+
+    let t = Instant::now();
+    allow_by_principal_and_port(&mut c);
+    step("2c: ALLOW by principal and port", t);
+
+    let t = Instant::now();
+    strict_refuses_plaintext(&mut c);
+    step("3: PERMISSIVE / STRICT", t);
+
+    let t = Instant::now();
+    ztunnel_restart_recovers(&mut c);
+    step("4: ztunnel restart", t);
+
+    let t = Instant::now();
+    cni_del_releases_the_pod(&mut c);
+    step("5: CNI DEL", t);
+
+    c.assert_processes();
+    drop(c);
+    step("total", started);
+}
+
+fn step(name: &str, since: Instant) {
+    eprintln!("ambient e2e: {name} ({:?})", since.elapsed());
+}
+
+/// The agent handed every ambient pod to its node's ztunnel, which listens
+/// on 15001/15006/15008 inside the pod; the mode-none pod is left alone.
+fn pods_are_captured(c: &mut Cluster) {
+    for def in &PODS {
+        let pod = c.pod(def.name).clone();
+        if def.ambient {
+            eventually(
+                &format!("ztunnel listeners in pod {}", def.name),
+                FIRST_TRAFFIC,
+                || {
+                    c.assert_processes();
+                    let ports = listening_ports(&pod);
+                    [15001, 15006, 15008]
+                        .iter()
+                        .all(|p| ports.contains(p))
+                        .then_some(())
+                        .ok_or_else(|| format!("listening ports in {}: {ports:?}", def.name))
+                },
+            );
+        } else {
+            let ports = listening_ports(&pod);
+            assert!(
+                !ports.iter().any(|p| [15001, 15006, 15008].contains(p)),
+                "mode-none pod {} must not be captured; listening: {ports:?}",
+                def.name
+            );
+        }
+    }
+}
+
+/// Step 1: what the client application sees.
+fn traffic_flows(c: &mut Cluster) {
+    let client = c.pod("client").clone();
+    let api = pod_def("api").echo_addr();
+    let legacy = pod_def("legacy").echo_addr();
+    for (what, to) in [
+        ("client -> web via the Service VIP", WEB_VIP),
+        ("client -> api (other node, pod IP)", api),
+        ("client -> legacy (not meshed, passthrough)", legacy),
+    ] {
+        let (_, took) = eventually(what, FIRST_TRAFFIC, || {
+            c.assert_processes();
+            echo(&client, to).map_err(|e| e.to_string())
+        });
+        eprintln!("ambient e2e:   {what}: echoed after {took:?}");
+        // Not a fluke: several fresh connections in a row.
+        for i in 0..5 {
+            echo(&client, to).unwrap_or_else(|e| panic!("{what}, connection {i}: {e}"));
+        }
+    }
+}
+
+/// Step 2a: while a connection between two ambient pods is open, the
+/// destination pod has an established connection on its HBONE port 15008
+/// from the source pod's own IP; and the destination application never sees
+/// a plaintext connection from the source pod's address.
+fn traffic_is_tunnelled(c: &Cluster) {
+    let client_def = pod_def("client");
+    let client = c.pod("client");
+    for (dest, to) in [("web", WEB_VIP), ("api", pod_def("api").echo_addr())] {
+        let dest_pod = c.pod(dest);
+        let app_port = pod_def(dest).port.expect("echo port");
+        let mut conn =
+            EchoConn::connect(client, to).unwrap_or_else(|e| panic!("client -> {dest}: {e}"));
+        conn.roundtrip()
+            .unwrap_or_else(|e| panic!("client -> {dest}: {e}"));
+        eventually(
+            &format!("an HBONE connection from client into {dest}'s :15008"),
+            Duration::from_secs(5),
+            || {
+                let conns = established(dest_pod, 15008);
+                conns
+                    .iter()
+                    .any(|(_, peer)| has_ip(peer, client_def.ip))
+                    .then_some(())
+                    .ok_or_else(|| format!("established on :15008 in {dest}: {conns:?}"))
+            },
+        );
+        // The echo server's side of our connection: its peer must not be
+        // the client's own (captured) socket address, which is what a
+        // direct, untunnelled connection would look like.
+        if let Some(local) = conn.local_addr() {
+            let app = established(dest_pod, app_port);
+            assert!(
+                !app.iter().any(|(_, peer)| peer == &local.to_string()),
+                "{dest}:{app_port} sees the client's socket {local} directly: {app:?}"
+            );
+        }
+        conn.roundtrip()
+            .unwrap_or_else(|e| panic!("client -> {dest} after inspection: {e}"));
+    }
+}
+
+/// Step 2b: a DENY policy on the source *namespace* can only match an
+/// authenticated identity: the ambient client (mTLS, spiffe://…/ns/shop/…)
+/// is refused, the plaintext legacy pod is not, and removing the policy
+/// restores access.
+fn authorization_uses_the_peer_identity(c: &mut Cluster) {
+    let client = c.pod("client").clone();
+    let legacy = c.pod("legacy").clone();
+    let api = pod_def("api").echo_addr();
+    echo(&legacy, api).unwrap_or_else(|e| panic!("legacy -> api before the policy: {e}"));
+
+    c.write_config(
+        DENY_FILE,
+        &deny_from_namespace("inventory", "deny-shop", "shop"),
+    );
+    let (how, took) = eventually(
+        "client -> api refused by the DENY policy",
+        POLICY_PROPAGATION,
+        || {
+            c.assert_processes();
+            refused(&client, api).map_err(|e| format!("{e}; config errors: {}", c.config_errors()))
+        },
+    );
+    eprintln!("ambient e2e:   DENY applied after {took:?} ({how})");
+    // Stays refused, and only for the identity the policy names.
+    for i in 0..3 {
+        refused(&client, api).unwrap_or_else(|e| panic!("client -> api, attempt {i}: {e}"));
+    }
+    echo(&legacy, api)
+        .unwrap_or_else(|e| panic!("legacy -> api (plaintext, no identity) under the DENY: {e}"));
+    echo(&client, WEB_VIP)
+        .unwrap_or_else(|e| panic!("client -> web (other namespace's pods) under the DENY: {e}"));
+
+    c.remove_config(DENY_FILE);
+    let (_, took) = eventually(
+        "client -> api allowed again after removing the policy",
+        POLICY_PROPAGATION,
+        || echo(&client, api).map_err(|e| e.to_string()),
+    );
+    eprintln!("ambient e2e:   DENY removed after {took:?}");
+}
+
+/// Step 2c: an ALLOW policy naming one SPIFFE principal and one port is
+/// exclusive: the client's identity reaches api:9090, web (same namespace,
+/// other service account) and legacy (plaintext, no identity) are refused;
+/// moving the rule to another port refuses the client too.
+fn allow_by_principal_and_port(c: &mut Cluster) {
+    let client = c.pod("client").clone();
+    let web = c.pod("web").clone();
+    let legacy = c.pod("legacy").clone();
+    let api = pod_def("api").echo_addr();
+    echo(&web, api).unwrap_or_else(|e| panic!("web -> api before the policy: {e}"));
+
+    c.write_config(
+        ALLOW_FILE,
+        &allow_principal("inventory", "allow-client", CLIENT_ID, 9090),
+    );
+    let (how, took) = eventually(
+        "web -> api refused by the ALLOW policy for the client only",
+        POLICY_PROPAGATION,
+        || {
+            c.assert_processes();
+            refused(&web, api).map_err(|e| format!("{e}; config errors: {}", c.config_errors()))
+        },
+    );
+    eprintln!("ambient e2e:   ALLOW applied after {took:?} ({how})");
+    echo(&client, api).unwrap_or_else(|e| panic!("client -> api, the allowed principal: {e}"));
+    refused(&legacy, api)
+        .unwrap_or_else(|e| panic!("legacy -> api (no identity) under an ALLOW policy: {e}"));
+
+    c.write_config(
+        ALLOW_FILE,
+        &allow_principal("inventory", "allow-client", CLIENT_ID, 9091),
+    );
+    eventually(
+        "client -> api:9090 refused once the rule allows only port 9091",
+        POLICY_PROPAGATION,
+        || refused(&client, api),
+    );
+
+    c.remove_config(ALLOW_FILE);
+    for (who, pod) in [("client", &client), ("web", &web), ("legacy", &legacy)] {
+        eventually(
+            &format!("{who} -> api allowed again after removing the policy"),
+            POLICY_PROPAGATION,
+            || echo(pod, api).map_err(|e| e.to_string()),
+        );
+    }
+}
+
+/// Step 3: plaintext into an ambient pod is accepted under the default
+/// PERMISSIVE mode and refused under STRICT, while mTLS keeps working.
+fn strict_refuses_plaintext(c: &mut Cluster) {
+    let client = c.pod("client").clone();
+    let legacy = c.pod("legacy").clone();
+    let api = pod_def("api").echo_addr();
+    echo(&legacy, api).unwrap_or_else(|e| panic!("legacy -> api under PERMISSIVE: {e}"));
+
+    c.write_config(
+        STRICT_FILE,
+        &peer_authentication("inventory", "strict", "STRICT"),
+    );
+    let (how, took) = eventually(
+        "legacy -> api (plaintext) refused under STRICT",
+        POLICY_PROPAGATION,
+        || {
+            c.assert_processes();
+            refused(&legacy, api).map_err(|e| format!("{e}; config errors: {}", c.config_errors()))
+        },
+    );
+    eprintln!("ambient e2e:   STRICT applied after {took:?} ({how})");
+    for i in 0..3 {
+        echo(&client, api)
+            .unwrap_or_else(|e| panic!("client -> api (mTLS) under STRICT, attempt {i}: {e}"));
+        refused(&legacy, api)
+            .unwrap_or_else(|e| panic!("legacy -> api under STRICT, attempt {i}: {e}"));
+    }
+    // Only the inventory namespace is strict.
+    echo(&client, pod_def("legacy").echo_addr())
+        .unwrap_or_else(|e| panic!("client -> legacy under inventory's STRICT: {e}"));
+
+    c.remove_config(STRICT_FILE);
+    let (_, took) = eventually(
+        "legacy -> api accepted again after removing STRICT",
+        POLICY_PROPAGATION,
+        || echo(&legacy, api).map_err(|e| e.to_string()),
+    );
+    eprintln!("ambient e2e:   STRICT removed after {took:?}");
+}
+
+/// Step 4: node-b's ztunnel crashes (SIGKILL) and is started again with the
+/// same arguments; the agent replays its pods and traffic recovers.
+fn ztunnel_restart_recovers(c: &mut Cluster) {
+    let client = c.pod("client").clone();
+    let legacy = c.pod("legacy").clone();
+    let api = pod_def("api").echo_addr();
+    echo(&client, api).unwrap_or_else(|e| panic!("client -> api before the restart: {e}"));
+
+    let old = c.ztunnel("node-b").pid();
+    c.ztunnel("node-b").kill();
+    // Fails closed while api's ztunnel is gone: nothing bypasses it.
+    let outage = echo(&client, api);
+    assert!(
+        outage.is_err(),
+        "client -> api echoed while node-b's ztunnel (pid {old:?}) was down"
+    );
+    let ports = listening_ports(c.pod("api"));
+    assert!(
+        !ports.contains(&15008),
+        "api still listens on 15008 with its ztunnel dead: {ports:?}"
+    );
+
+    c.ztunnel("node-b").restart();
+    eprintln!(
+        "ambient e2e:   node-b ztunnel restarted: pid {old:?} -> {:?}",
+        c.ztunnel("node-b").pid()
+    );
+    let (_, took) = eventually(
+        "client -> api after node-b's ztunnel restarted",
+        RESTART,
+        || {
+            c.assert_processes();
+            echo(&client, api).map_err(|e| e.to_string())
+        },
+    );
+    eprintln!("ambient e2e:   client -> api recovered after {took:?}");
+    // Inbound plaintext capture is back too, and node-a was never affected.
+    eventually(
+        "legacy -> api after the restart",
+        Duration::from_secs(5),
+        || echo(&legacy, api).map_err(|e| e.to_string()),
+    );
+    echo(&client, WEB_VIP).unwrap_or_else(|e| panic!("client -> web after the restart: {e}"));
+}
+
+/// Step 5: the runtime tears the client pod down with CNI DEL (twice: DEL
+/// is idempotent). The ztunnel closes its listeners in the pod and the
+/// pod's connections are no longer captured: legacy sees the client's own
+/// socket, and api still accepts it as plaintext (PERMISSIVE).
+fn cni_del_releases_the_pod(c: &mut Cluster) {
+    for i in 0..2 {
+        let out = c.cni("DEL", "client");
+        assert_eq!(out.code, 0, "CNI DEL #{i} of client: {out:?}");
+    }
+    let client = c.pod("client").clone();
+    eventually(
+        "the ztunnel's listeners to leave the client pod",
+        Duration::from_secs(10),
+        || {
+            let ports = listening_ports(&client);
+            (!ports.iter().any(|p| [15001, 15006, 15008].contains(p)))
+                .then_some(())
+                .ok_or_else(|| format!("listening in client: {ports:?}"))
+        },
+    );
+    let legacy_addr = pod_def("legacy").echo_addr();
+    let mut conn = EchoConn::connect(&client, legacy_addr)
+        .unwrap_or_else(|e| panic!("client -> legacy after DEL: {e}"));
+    conn.roundtrip()
+        .unwrap_or_else(|e| panic!("client -> legacy after DEL: {e}"));
+    let local = conn.local_addr().expect("local address").to_string();
+    let seen = established(c.pod("legacy"), 7070);
+    assert!(
+        seen.iter().any(|(_, peer)| *peer == local),
+        "legacy must see the released client's own socket {local}: {seen:?}"
+    );
+    echo(&client, pod_def("api").echo_addr())
+        .unwrap_or_else(|e| panic!("client (released, plaintext) -> api: {e}"));
+}
+
+// === without root ===
+
+/// The fixture's YAML (including the policy files the steps write) is
+/// accepted by the control plane with no configuration errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn fixture_configuration_is_valid() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (file, text) in base_config() {
+        std::fs::write(dir.path().join(file), text)?;
+    }
+    std::fs::write(
+        dir.path().join(DENY_FILE),
+        deny_from_namespace("inventory", "deny-shop", "shop"),
+    )?;
+    std::fs::write(
+        dir.path().join(ALLOW_FILE),
+        allow_principal("inventory", "allow-client", CLIENT_ID, 9090),
+    )?;
+    std::fs::write(
+        dir.path().join(STRICT_FILE),
+        peer_authentication("inventory", "strict", "STRICT"),
+    )?;
+    let cp =
+        braid_control::ControlPlane::start(braid_control::Config::for_tests(dir.path())).await?;
+    let errors = cp.config_errors();
+    cp.shutdown().await;
+    anyhow::ensure!(errors.is_empty(), "configuration errors: {errors:#?}");
+    Ok(())
+}
+
+#[test]
+fn ss_output_is_parsed() {
+    let text = "0      0      198.18.0.12:15008   198.18.0.11:40112\n\
+                ESTAB 0 0 [::ffff:198.18.1.21]:15008 [::ffff:198.18.0.11]:5555 users:((\"x\",pid=1,fd=3))\n\
+                LISTEN 0 128 0.0.0.0:8080 0.0.0.0:*\n";
+    let parsed = parse_ss(text);
+    assert_eq!(parsed.len(), 3, "{parsed:?}");
+    assert_eq!(parsed[0].0, "198.18.0.12:15008");
+    let client = "198.18.0.11".parse().expect("ip");
+    assert!(has_ip(&parsed[0].1, client));
+    assert!(has_ip(&parsed[1].1, client));
+    assert!(!has_ip(&parsed[2].1, client));
+    assert_eq!(parsed[2].0, "0.0.0.0:8080");
+}
