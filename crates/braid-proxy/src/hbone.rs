@@ -51,7 +51,7 @@ pub const REASON_HEADER: &str = "braid-refusal-reason";
 
 /// Tuning shared by the HBONE server and client.
 ///
-/// The defaults favour bulk throughput (large flow-control windows, 1 MiB
+/// The defaults favour bulk throughput (large flow-control windows, 256 KiB
 /// frames) over memory: a stream may have up to `stream_window` bytes in
 /// flight, a connection up to `connection_window`. Windows are fixed (no
 /// adaptive resizing), so throughput is predictable.
@@ -86,7 +86,7 @@ impl Default for Settings {
         Self {
             stream_window: 4 * 1024 * 1024,
             connection_window: 16 * 1024 * 1024,
-            max_frame_size: 1024 * 1024,
+            max_frame_size: 256 * 1024,
             max_concurrent_streams: 100,
             connect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(20),
