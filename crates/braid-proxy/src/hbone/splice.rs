@@ -18,6 +18,10 @@ use super::{HboneStream, stream::to_io};
 /// Bytes read from the stream at once, at most.
 const READ_CHUNK: usize = 128 * 1024;
 
+/// What an idle connection's read buffer starts at: connections that carry
+/// little keep little memory, bulk ones grow to [`READ_CHUNK`].
+const FIRST_CHUNK: usize = 2 * 1024;
+
 /// Copies `stream` into `tunnel` and back until both directions end, with
 /// TCP's half-close semantics: the end of one direction is passed on as a
 /// half-close while the other keeps flowing. Returns the bytes sent into
@@ -43,18 +47,29 @@ async fn forward<R: AsyncRead + Unpin>(
     reader: &mut R,
     send: &mut SendStream<Bytes>,
 ) -> io::Result<u64> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
+    let mut chunk_size = FIRST_CHUNK;
     let mut total = 0u64;
     loop {
-        if buf.capacity() < READ_CHUNK / 4 {
+        if buf.capacity() < chunk_size / 4 {
             // Reclaims the old allocation when every frame cut from it has
             // been written out; allocates otherwise.
-            buf.reserve(READ_CHUNK);
+            buf.reserve(chunk_size);
         }
-        if reader.read_buf(&mut buf).await? == 0 {
+        let room = buf.capacity();
+        let n = reader.read_buf(&mut buf).await?;
+        if n == 0 {
             send.send_data(Bytes::new(), true).map_err(to_io)?;
             return Ok(total);
         }
+        // Grow while reads fill the buffer; shrink back when they do not.
+        chunk_size = if n == room {
+            (chunk_size * 2).min(READ_CHUNK)
+        } else if n < chunk_size / 8 {
+            (chunk_size / 2).max(FIRST_CHUNK)
+        } else {
+            chunk_size
+        };
         let mut chunk = buf.split().freeze();
         total += chunk.len() as u64;
         while !chunk.is_empty() {
