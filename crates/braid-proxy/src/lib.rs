@@ -13,6 +13,7 @@
 //! `braid-identity`; capture (namespaces, rules, `SO_ORIGINAL_DST`) from
 //! `braid-capture`.
 
+pub mod detect;
 mod feed;
 pub mod hbone;
 pub mod state;
