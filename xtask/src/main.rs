@@ -3,6 +3,10 @@
 //!
 //! Commands:
 //!
+//! * `cargo xtask bench [--quick] [--only NAME] [--update-book]` — the
+//!   benchmarks: ratios against a direct run in the same invocation, written
+//!   to `<target-dir>/bench/report.{json,md}` (and the book with
+//!   `--update-book`).
 //! * `cargo xtask codegen [--check]` — write the generated artefacts
 //!   (`manifests/crds/*.yaml` from `braid-crd`), or with `--check` fail when
 //!   the checked-in copies drifted from the Rust types (what CI runs).
@@ -22,6 +26,7 @@ use std::{
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod codegen;
 mod quickstart;
 mod test;
@@ -37,6 +42,8 @@ struct Cli {
 /// One `cargo xtask` subcommand.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the benchmarks and write target/bench/report.{json,md}.
+    Bench(bench::Args),
     /// Generate the CRD manifests under manifests/crds/ from the Rust types.
     Codegen(codegen::Args),
     /// Run the control plane on examples/ and show what it serves with braidctl.
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = project_root();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(&args, &root),
         Command::Codegen(args) => codegen::run(&args, &root),
         Command::Test(args) => test::run(&args, &root),
         Command::Quickstart(args) => quickstart::run(&args, &root),

@@ -1,0 +1,556 @@
+//! `cargo xtask bench`: Braid's benchmarks. Builds the release artefacts the
+//! scenarios need, runs each scenario, and writes
+//! `<target-dir>/bench/report.json` and `<target-dir>/bench/report.md`; with
+//! `--update-book` it also rewrites the measured section of
+//! `book/src/performance.md`.
+//!
+//! Every number is a ratio against a direct (unproxied) run measured in the
+//! same invocation, so a slow or busy machine moves both sides alike; the
+//! absolute numbers are reported too, for context only.
+//!
+//! A scenario is an entry in [`SCENARIOS`]: a name, the release examples it
+//! needs, and a function that runs them and returns [`Row`]s. Each child
+//! process runs under a time limit ([`run_bounded`]).
+
+use std::{
+    fmt::Write as _,
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+mod hbone_throughput;
+mod machine;
+
+use machine::Machine;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Fewer, smaller rounds: a smoke run in about a minute, noisier numbers.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Run only this scenario (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = scenario_names())]
+    pub(crate) only: Vec<String>,
+    /// Also rewrite the measured section of book/src/performance.md (with
+    /// every scenario, so not with --only).
+    #[arg(long, conflicts_with = "only")]
+    pub(crate) update_book: bool,
+}
+
+/// One benchmark scenario.
+struct Scenario {
+    /// What `--only` selects and the report shows.
+    name: &'static str,
+    /// Release examples it runs, as (package, example); built before any
+    /// scenario runs.
+    examples: &'static [(&'static str, &'static str)],
+    /// Runs the scenario and returns its rows and its raw output (kept in
+    /// report.json).
+    run: fn(&Context) -> anyhow::Result<Outcome>,
+}
+
+/// Every scenario, in the order they run. To come (see the bench issue): L4
+/// latency and throughput through the ztunnel and the sidecar, HTTP and gRPC
+/// latency, CPU and memory per proxy, control-plane convergence.
+const SCENARIOS: &[Scenario] = &[Scenario {
+    name: "hbone-throughput",
+    examples: &[("braid-proxy", "hbone_throughput")],
+    run: hbone_throughput::run,
+}];
+
+fn scenario_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(SCENARIOS.iter().map(|s| s.name))
+}
+
+/// What a scenario gets to run with.
+struct Context {
+    /// `--quick`.
+    quick: bool,
+    /// `<target-dir>/release`.
+    release_dir: PathBuf,
+}
+
+impl Context {
+    /// A release example built for the scenarios.
+    fn example(&self, name: &str) -> PathBuf {
+        self.release_dir.join("examples").join(name)
+    }
+}
+
+/// What one scenario measured.
+struct Outcome {
+    rows: Vec<Row>,
+    /// The measurement program's own report, kept verbatim in report.json.
+    raw: serde_json::Value,
+}
+
+/// One line of the report: a metric measured directly and through Braid.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    scenario: &'static str,
+    /// What was measured, with its unit.
+    metric: String,
+    /// Without Braid (`None` when not measured).
+    direct: Option<f64>,
+    /// Through Braid (or, for reference rows, through what the row names).
+    braid: Option<f64>,
+    /// Which way is better, and the target for the ratio braid / direct.
+    target: Target,
+}
+
+/// The goal for a row's ratio (braid / direct).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// The ratio must be at least this (throughput-like metrics).
+    AtLeast(f64),
+    /// No target: the row is context, such as a reference path.
+    Informational,
+}
+
+/// A row's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    Info,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        match (self.direct, self.braid) {
+            (Some(d), Some(b)) if d > 0.0 && d.is_finite() && b.is_finite() => Some(b / d),
+            _ => None,
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self.target {
+            Target::Informational => Verdict::Info,
+            Target::AtLeast(min) => match self.ratio() {
+                Some(r) if r >= min => Verdict::Pass,
+                _ => Verdict::Fail,
+            },
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": self.scenario,
+            "metric": self.metric,
+            "direct": self.direct,
+            "braid": self.braid,
+            "ratio": self.ratio(),
+            "target_min_ratio": match self.target {
+                Target::AtLeast(min) => Some(min),
+                Target::Informational => None,
+            },
+            "result": self.verdict().as_str(),
+        })
+    }
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "FAIL",
+            Self::Info => "info",
+        }
+    }
+}
+
+/// When the whole run was taken, and on what.
+struct Provenance {
+    /// RFC 3339, UTC.
+    date: String,
+    /// `git rev-parse --short HEAD`, or "unknown".
+    commit: String,
+    /// The work tree differs from the commit.
+    dirty: bool,
+    machine: Machine,
+    quick: bool,
+}
+
+impl Provenance {
+    fn collect(root: &Path, quick: bool) -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        let date = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| now.date().to_string());
+        let git = |args: &[&str]| Command::new("git").args(args).current_dir(root).output();
+        let commit = git(&["rev-parse", "--short", "HEAD"])
+            .ok()
+            .filter(|o| o.status.success())
+            .map_or_else(
+                || "unknown".to_owned(),
+                |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            );
+        // Read-only: `git diff` never writes the index (unlike `git status`).
+        let dirty =
+            git(&["diff", "--quiet", "HEAD", "--"]).is_ok_and(|o| o.status.code() == Some(1));
+        Self {
+            date,
+            commit,
+            dirty,
+            machine: Machine::current(),
+            quick,
+        }
+    }
+
+    /// "2026-11-26 17:50 UTC by `cargo xtask bench --quick` at commit
+    /// `abc1234` (with uncommitted changes), on AMD EPYC, 2 cores, …".
+    fn summary(&self) -> String {
+        let when = self.date.get(..16).unwrap_or(&self.date).replace('T', " ");
+        let dirty = if self.dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        };
+        let quick = if self.quick { " --quick" } else { "" };
+        format!(
+            "{when} UTC by `cargo xtask bench{quick}` at commit `{}`{dirty}, on {}",
+            self.commit,
+            self.machine.describe()
+        )
+    }
+}
+
+/// Runs the selected scenarios and writes the reports.
+pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
+    let selected: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
+        .collect();
+    let target_dir = target_dir(root);
+
+    let mut examples: Vec<(&str, &str)> = selected
+        .iter()
+        .flat_map(|s| s.examples.iter().copied())
+        .collect();
+    examples.sort_unstable();
+    examples.dedup();
+    for (package, example) in examples {
+        eprintln!("==> building {package} example {example} (release)");
+        cargo(
+            root,
+            &["build", "--release", "-p", package, "--example", example],
+        )?;
+    }
+
+    let context = Context {
+        quick: args.quick,
+        release_dir: target_dir.join("release"),
+    };
+    let provenance = Provenance::collect(root, args.quick);
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    // A scenario that fails is reported and fails the run at the end; the
+    // others still run.
+    let mut failed = Vec::new();
+    for scenario in selected {
+        eprintln!("==> {}", scenario.name);
+        let start = Instant::now();
+        let outcome = (scenario.run)(&context);
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!("    took {seconds:.1}s");
+        match outcome {
+            Ok(outcome) => {
+                results.push(serde_json::json!({
+                    "name": scenario.name,
+                    "seconds": seconds,
+                    "rows": outcome.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+                    "raw": outcome.raw,
+                }));
+                rows.extend(outcome.rows);
+            }
+            Err(e) => {
+                eprintln!("    failed: {e:#}");
+                results.push(serde_json::json!({
+                    "name": scenario.name,
+                    "seconds": seconds,
+                    "error": format!("{e:#}"),
+                }));
+                failed.push(format!("{} did not run to the end ({e:#})", scenario.name));
+            }
+        }
+    }
+    if rows.is_empty() {
+        bail!("no scenario produced a result: {}", failed.join("; "));
+    }
+
+    let table = render_table(&rows);
+    let report = serde_json::json!({
+        "date": provenance.date,
+        "commit": provenance.commit,
+        "dirty": provenance.dirty,
+        "quick": provenance.quick,
+        "machine": provenance.machine.to_json(),
+        "scenarios": results,
+    });
+    let out = target_dir.join("bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let json_path = out.join("report.json");
+    let md_path = out.join("report.md");
+    write(&json_path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    let mut md = format!(
+        "# cargo xtask bench\n\nMeasured {}.\n\n{table}",
+        provenance.summary()
+    );
+    for failure in &failed {
+        let _ = write!(md, "\n* {failure}\n");
+    }
+    write(&md_path, &md)?;
+    if args.update_book && !failed.is_empty() {
+        eprintln!("==> not updating the book: not every scenario ran");
+    } else if args.update_book {
+        let page = root.join("book/src/performance.md");
+        let text = std::fs::read_to_string(&page)
+            .with_context(|| format!("cannot read {}", page.display()))?;
+        let updated = replace_section(&text, &book_section(&provenance, &table))
+            .with_context(|| format!("in {}", page.display()))?;
+        write(&page, &updated)?;
+        eprintln!("==> updated {}", page.display());
+    }
+
+    println!("\nMeasured {}.\n\n{table}", provenance.summary());
+    println!(
+        "reports: {}\n         {}",
+        json_path.display(),
+        md_path.display()
+    );
+    failed.extend(
+        rows.iter()
+            .filter(|r| r.verdict() == Verdict::Fail)
+            .map(|r| format!("{}: {} is below target", r.scenario, r.metric)),
+    );
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// Markers around the generated part of book/src/performance.md.
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+/// What goes between the markers.
+fn book_section(provenance: &Provenance, table: &str) -> String {
+    format!("Measured {}.\n\n{table}", provenance.summary())
+}
+
+/// Replaces what lies between [`BEGIN`] and [`END`] with `section`, keeping
+/// the markers and everything outside them.
+fn replace_section(page: &str, section: &str) -> anyhow::Result<String> {
+    let Some(begin) = page.find(BEGIN) else {
+        bail!("no `{BEGIN}` marker");
+    };
+    let inner = begin + BEGIN.len();
+    let Some(end) = page[inner..].find(END).map(|i| inner + i) else {
+        bail!("no `{END}` marker after `{BEGIN}`");
+    };
+    if page[end + END.len()..].contains(BEGIN) {
+        bail!("more than one `{BEGIN}` marker");
+    }
+    Ok(format!(
+        "{}\n{}\n{}",
+        &page[..inner],
+        section.trim(),
+        &page[end..]
+    ))
+}
+
+/// The report as a Markdown table, one row per [`Row`].
+fn render_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | metric | direct | braid | ratio | target | result |\n\
+         |---|---|---:|---:|---:|---:|---|\n",
+    );
+    let number = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map_or("—".to_owned(), |v| format!("{v:.2}"))
+    };
+    for row in rows {
+        let target = match row.target {
+            Target::AtLeast(min) => format!("≥ {min:.2}"),
+            Target::Informational => "—".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {target} | {} |",
+            row.scenario,
+            row.metric,
+            number(row.direct),
+            number(row.braid),
+            number(row.ratio()),
+            row.verdict().as_str(),
+        );
+    }
+    out
+}
+
+/// `$CARGO_TARGET_DIR`, or `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs `command` with its stderr shown and returns its stdout. Kills the
+/// child (by its PID) when it runs longer than `limit`.
+fn run_bounded(command: &mut Command, limit: Duration) -> anyhow::Result<String> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let mut stdout = child.stdout.take().context("no stdout pipe")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).map(|_| out)
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{program} ran longer than {}s and was killed",
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?
+        .with_context(|| format!("cannot read the output of {program}"))?;
+    if !status.success() {
+        bail!("{program} failed ({status})");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                scenario: "hbone-throughput",
+                metric: "throughput (Gbit/s)".into(),
+                direct: Some(20.0),
+                braid: Some(12.5),
+                target: Target::AtLeast(0.5),
+            },
+            Row {
+                scenario: "hbone-throughput",
+                metric: "throughput (Gbit/s)".into(),
+                direct: Some(20.0),
+                braid: Some(5.0),
+                target: Target::AtLeast(0.5),
+            },
+            Row {
+                scenario: "hbone-throughput",
+                metric: "reference".into(),
+                direct: Some(20.0),
+                braid: None,
+                target: Target::Informational,
+            },
+        ]
+    }
+
+    #[test]
+    fn table_has_one_line_per_row_with_ratio_and_verdict() {
+        let table = render_table(&rows());
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert_eq!(
+            lines[0],
+            "| scenario | metric | direct | braid | ratio | target | result |"
+        );
+        assert_eq!(
+            lines[2],
+            "| hbone-throughput | throughput (Gbit/s) | 20.00 | 12.50 | 0.62 | ≥ 0.50 | pass |"
+        );
+        assert_eq!(
+            lines[3],
+            "| hbone-throughput | throughput (Gbit/s) | 20.00 | 5.00 | 0.25 | ≥ 0.50 | FAIL |"
+        );
+        assert_eq!(
+            lines[4],
+            "| hbone-throughput | reference | 20.00 | — | — | — | info |"
+        );
+        // Every line has the header's number of cells.
+        for line in lines {
+            assert_eq!(line.matches('|').count(), 8, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_missing_measurement_fails_a_target() {
+        let row = Row {
+            braid: Some(f64::NAN),
+            ..rows().remove(0)
+        };
+        assert_eq!(row.ratio(), None);
+        assert_eq!(row.verdict(), Verdict::Fail);
+        assert_eq!(row.to_json()["ratio"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn section_between_markers_is_replaced() {
+        let page = format!("# Title\n\nintro\n\n{BEGIN}\nold\ntable\n{END}\n\n## After\n\nkept\n");
+        let updated = replace_section(&page, "new table\n").expect("replaced");
+        assert_eq!(
+            updated,
+            format!("# Title\n\nintro\n\n{BEGIN}\nnew table\n{END}\n\n## After\n\nkept\n")
+        );
+        // Replacing again is stable.
+        assert_eq!(
+            replace_section(&updated, "new table").expect("again"),
+            updated
+        );
+    }
+
+    #[test]
+    fn section_markers_must_be_there_once_and_in_order() {
+        assert!(replace_section("no markers", "x").is_err());
+        assert!(replace_section(&format!("{END}\n{BEGIN}\n"), "x").is_err());
+        assert!(replace_section(&format!("{BEGIN}\n"), "x").is_err());
+        assert!(replace_section(&format!("{BEGIN}\n{END}\n{BEGIN}\n{END}\n"), "x").is_err());
+    }
+
+    #[test]
+    fn scenario_names_are_unique() {
+        let mut names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SCENARIOS.len());
+    }
+}
