@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 use braid_capture::testing::require_root;
 use support::{
     Cluster, EchoConn, PODS, WEB_VIP, allow_principal, base_config, deny_from_namespace, echo,
-    established, eventually, has_ip, listening_ports, parse_ss, peer_authentication, pod_def,
-    refused,
+    established, eventually, has_ip, http_get, listening_ports, parse_ss, peer_authentication,
+    pod_def, refused,
 };
 
 /// First traffic: certificates, xDS and the hand-off all have to happen.
@@ -97,6 +97,10 @@ fn ambient_mesh_end_to_end() {
     let t = Instant::now();
     strict_refuses_plaintext(&mut c);
     step("3: PERMISSIVE / STRICT", t);
+
+    let t = Instant::now();
+    telemetry_shows_identities(&c);
+    step("3b: metrics, access log, config dump", t);
 
     let t = Instant::now();
     ztunnel_restart_recovers(&mut c);
@@ -339,6 +343,107 @@ fn strict_refuses_plaintext(c: &mut Cluster) {
 
 /// Step 4: node-b's ztunnel crashes (SIGKILL) and is started again with the
 /// same arguments; the agent replays its pods and traffic recovers.
+/// After the steps above (mTLS client → api, plaintext legacy → api, and
+/// STRICT refusals), the ztunnels' own endpoints show what happened: both
+/// identities and mTLS on the tunnelled series, refusals counted, the
+/// access log naming both sides, the config dump listing the pods.
+fn telemetry_shows_identities(c: &Cluster) {
+    let node = |name: &str| {
+        c.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("node {name}"))
+    };
+    let (node_a, node_b) = (node("node-a"), node("node-b"));
+    let api = "spiffe://cluster.local/ns/inventory/sa/api";
+    let series = |direction: &str, source: &str, destination: &str, mtls: bool| {
+        format!(
+            "direction=\"{direction}\",{source},destination_workload=\"api\",\
+             destination_namespace=\"inventory\",destination_principal=\"{destination}\",\
+             mtls=\"{mtls}\"}}"
+        )
+    };
+    let get = |addr, path| match http_get(addr, path) {
+        Ok((200, body)) => body,
+        other => panic!("GET {path} on {addr}: {other:?}"),
+    };
+
+    // node-b served client → api inbound over mTLS, with both identities.
+    let metrics = get(node_b.admin, "/metrics");
+    let inbound = series(
+        "inbound",
+        &format!(
+            "source_workload=\"unknown\",source_namespace=\"shop\",source_principal=\"{CLIENT_ID}\""
+        ),
+        api,
+        true,
+    );
+    for counter in [
+        "braid_tcp_connections_opened_total",
+        "braid_tcp_connections_closed_total",
+    ] {
+        let value = counter_value(&metrics, &format!("{counter}{{{inbound}"));
+        assert!(
+            value >= 1,
+            "{counter} for client → api over mTLS is {value}:\n{metrics}"
+        );
+    }
+    assert!(
+        counter_value(&metrics, &format!("braid_tcp_sent_bytes_total{{{inbound}")) > 0,
+        "bytes counted:\n{metrics}"
+    );
+    // legacy → api in plaintext was refused under STRICT and counted so.
+    let refused = metrics
+        .lines()
+        .filter(|l| l.starts_with("braid_tcp_connections_denied_total{direction=\"inbound\""))
+        .filter(|l| l.contains("source_workload=\"legacy\"") && l.contains("mtls=\"false\""))
+        .count();
+    assert!(refused >= 1, "a refused plaintext series:\n{metrics}");
+
+    // node-a sent it: the outbound series names the client workload.
+    let metrics = get(node_a.admin, "/metrics");
+    let outbound = series(
+        "outbound",
+        &format!(
+            "source_workload=\"client\",source_namespace=\"shop\",source_principal=\"{CLIENT_ID}\""
+        ),
+        api,
+        true,
+    );
+    let opened = counter_value(
+        &metrics,
+        &format!("braid_tcp_connections_opened_total{{{outbound}"),
+    );
+    assert!(opened >= 1, "client → api outbound over mTLS:\n{metrics}");
+
+    // The access log has a line with both identities.
+    let log = std::fs::read_to_string(c.root.join("ztunnel-node-b.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("braid::access") && l.contains(CLIENT_ID) && l.contains(api)),
+        "an access-log line naming both identities in ztunnel-node-b.log"
+    );
+
+    // The config dump lists the captured pods and the certificates held.
+    let dump: serde_json::Value =
+        serde_json::from_str(&get(node_b.admin, "/config_dump")).expect("config dump is JSON");
+    let pods = dump["captured_pods"].to_string();
+    assert!(pods.contains("inventory/api"), "captured pods: {pods}");
+    let certs = dump["certificates"].to_string();
+    assert!(certs.contains(api), "certificates: {certs}");
+    assert_eq!(get(node_b.admin, "/healthz/ready").trim(), "ready");
+}
+
+/// The value of the first series starting with `prefix` (0 when absent).
+fn counter_value(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn ztunnel_restart_recovers(c: &mut Cluster) {
     let client = c.pod("client").clone();
     let legacy = c.pod("legacy").clone();

@@ -13,8 +13,10 @@
 //! `braid-identity`; capture (namespaces, rules, `SO_ORIGINAL_DST`) from
 //! `braid-capture`.
 
+pub mod admin;
 pub mod detect;
 mod feed;
 pub mod hbone;
 pub mod state;
+pub mod telemetry;
 pub mod ztunnel;

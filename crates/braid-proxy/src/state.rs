@@ -65,6 +65,46 @@ impl ProxyState {
         self.inner.service_vips.get(&ip).map(|s| s.clone())
     }
 
+    /// Every workload, by uid.
+    pub fn workloads(&self) -> Vec<Arc<Workload>> {
+        sorted(
+            self.inner
+                .workloads
+                .iter()
+                .map(|e| (e.key().clone(), e.value().clone())),
+        )
+    }
+
+    /// Every service, by name.
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        sorted(
+            self.inner
+                .services
+                .iter()
+                .map(|e| (e.key().clone(), e.value().clone())),
+        )
+    }
+
+    /// Every authorization policy, by name.
+    pub fn authorizations(&self) -> Vec<Arc<AuthorizationPolicy>> {
+        sorted(self.inner.authorizations.iter().flat_map(|e| {
+            e.value()
+                .iter()
+                .map(|(name, p)| (name.clone(), p.clone()))
+                .collect::<Vec<_>>()
+        }))
+    }
+
+    /// Every peer authentication, by name.
+    pub fn peer_authentications(&self) -> Vec<Arc<PeerAuthentication>> {
+        sorted(
+            self.inner
+                .peer_authentications
+                .iter()
+                .map(|e| (e.key().clone(), e.value().clone())),
+        )
+    }
+
     /// How many workloads are known.
     pub fn workload_count(&self) -> usize {
         self.inner.workloads.len()
@@ -194,6 +234,12 @@ impl ProxyState {
                 .insert(updated.name, updated.value);
         }
     }
+}
+
+fn sorted<T>(entries: impl Iterator<Item = (String, Arc<T>)>) -> Vec<Arc<T>> {
+    let mut entries: Vec<(String, Arc<T>)> = entries.collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().map(|(_, value)| value).collect()
 }
 
 /// Whether `workload` may take new connections.

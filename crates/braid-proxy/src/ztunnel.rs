@@ -8,7 +8,7 @@
 //! xDS into a [`ProxyState`]; certificates for the pods' identities come
 //! from the control plane's CA, authorized by the node's token.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use braid_cni::handoff::HandoffListener;
 use braid_identity::{CertificateManager, ManagerConfig, SpiffeId, TrustBundle, TrustDomain};
@@ -17,8 +17,10 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::{
+    admin::{self, AdminView, Role},
     hbone::{Pool, Settings},
     state::ProxyState,
+    telemetry::Metrics,
 };
 
 mod inbound;
@@ -63,6 +65,33 @@ pub struct Config {
         value_name = "PATH"
     )]
     pub handoff_socket: PathBuf,
+
+    /// Admin endpoint (config dump, metrics, readiness); keep it on loopback.
+    #[arg(
+        long,
+        env = "BRAID_ADMIN_LISTEN",
+        default_value = "127.0.0.1:15000",
+        value_name = "ADDR"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Prometheus metrics (`/metrics`).
+    #[arg(
+        long,
+        env = "BRAID_METRICS_LISTEN",
+        default_value = "0.0.0.0:15020",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// Readiness (`/healthz/ready`: 200 once every xDS type has synced).
+    #[arg(
+        long,
+        env = "BRAID_READINESS_LISTEN",
+        default_value = "0.0.0.0:15021",
+        value_name = "ADDR"
+    )]
+    pub readiness_listen: SocketAddr,
 }
 
 /// Why the ztunnel cannot start.
@@ -100,6 +129,16 @@ pub enum StartError {
     /// The hand-off socket cannot be opened.
     #[error(transparent)]
     Handoff(#[from] braid_cni::handoff::HandoffError),
+    /// An HTTP endpoint cannot listen.
+    #[error("cannot listen on {addr} (--{flag}): {source}; pick another address")]
+    Listen {
+        /// The flag.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
 }
 
 /// A running ztunnel.
@@ -108,7 +147,17 @@ pub struct Ztunnel {
     xds: ClientHandle,
     certs: CertificateManager,
     pods: Arc<pods::Pods>,
+    admin_addrs: [SocketAddr; 3],
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the admin endpoints show of a ztunnel.
+struct View {
+    state: ProxyState,
+    metrics: Metrics,
+    certs: CertificateManager,
+    pods: Arc<pods::Pods>,
+    xds: ClientHandle,
 }
 
 // === impl Ztunnel ===
@@ -152,15 +201,46 @@ impl Ztunnel {
             crate::feed::start(&uri, &node_id, Some(tls), &state).map_err(control_plane)?;
         let listener = HandoffListener::bind(&config.handoff_socket)?;
         let pool = Pool::new(bundle.clone(), Settings::default());
-        let pods = Arc::new(pods::Pods::new(state.clone(), certs.clone(), pool, bundle));
-        let serving = tokio::spawn(pods.clone().serve(listener));
+        let metrics = Metrics::default();
+        let pods = Arc::new(pods::Pods::new(
+            state.clone(),
+            certs.clone(),
+            pool,
+            bundle,
+            metrics.clone(),
+        ));
+        let view: Arc<dyn AdminView> = Arc::new(View {
+            state: state.clone(),
+            metrics,
+            certs: certs.clone(),
+            pods: pods.clone(),
+            xds: xds.clone(),
+        });
+        let mut tasks = vec![xds_task];
+        let mut admin_addrs = Vec::new();
+        for (flag, addr, role) in [
+            ("admin-listen", config.admin_listen, Role::Admin),
+            ("metrics-listen", config.metrics_listen, Role::Metrics),
+            ("readiness-listen", config.readiness_listen, Role::Readiness),
+        ] {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { flag, addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!(addr = %bound, ?role, "listening");
+            admin_addrs.push(bound);
+            tasks.push(tokio::spawn(admin::serve(listener, role, view.clone())));
+        }
+        tasks.push(tokio::spawn(pods.clone().serve(listener)));
         tracing::info!(node = %config.node, socket = %config.handoff_socket.display(), "ztunnel ready for pods");
+        let admin_addrs = [admin_addrs[0], admin_addrs[1], admin_addrs[2]];
         Ok(Self {
             state,
             xds,
             certs,
             pods,
-            tasks: vec![xds_task, serving],
+            admin_addrs,
+            tasks,
         })
     }
 
@@ -174,6 +254,11 @@ impl Ztunnel {
         self.pods.len()
     }
 
+    /// Where the admin, metrics and readiness endpoints listen.
+    pub fn admin_addrs(&self) -> [SocketAddr; 3] {
+        self.admin_addrs
+    }
+
     /// Stops everything: listeners in pods close, the xDS stream ends.
     pub async fn shutdown(self) {
         self.xds.shutdown();
@@ -183,4 +268,86 @@ impl Ztunnel {
             let _ = task.await;
         }
     }
+}
+
+// === impl View ===
+
+impl AdminView for View {
+    fn config_dump(&self) -> serde_json::Value {
+        let certificates: Vec<serde_json::Value> = self
+            .certs
+            .status()
+            .into_iter()
+            .map(|status| {
+                serde_json::json!({
+                    "identity": status.id.as_str(),
+                    "expires_unix": status.not_after.map(unix_seconds),
+                    "last_renewal_unix": status.last_renewal.map(unix_seconds),
+                    "consecutive_failures": status.consecutive_failures,
+                    "last_error": status.last_error,
+                })
+            })
+            .collect();
+        let pods: Vec<serde_json::Value> = self
+            .pods
+            .list()
+            .into_iter()
+            .map(|(uid, workload)| serde_json::json!({"uid": uid, "workload": workload}))
+            .collect();
+        let xds = self.xds.status();
+        let (workloads, services) = (self.state.workloads(), self.state.services());
+        let (authorizations, peer_authentications) = (
+            self.state.authorizations(),
+            self.state.peer_authentications(),
+        );
+        serde_json::json!({
+            "captured_pods": pods,
+            "certificates": certificates,
+            "workloads": refs(&workloads),
+            "services": refs(&services),
+            "authorization_policies": refs(&authorizations),
+            "peer_authentications": refs(&peer_authentications),
+            "xds": {"connected": xds.is_connected(), "synced": xds.is_synced()},
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let mut extra = format!(
+            "# HELP braid_ztunnel_captured_pods Pods this ztunnel captures.\n\
+             # TYPE braid_ztunnel_captured_pods gauge\n\
+             braid_ztunnel_captured_pods {}\n\
+             # HELP braid_certificate_expiry_seconds When each held certificate expires (Unix time).\n\
+             # TYPE braid_certificate_expiry_seconds gauge\n",
+            self.pods.len()
+        );
+        for status in self.certs.status() {
+            if let Some(expiry) = status.not_after {
+                extra.push_str(&format!(
+                    "braid_certificate_expiry_seconds{{identity=\"{}\"}} {}\n",
+                    crate::telemetry::escape(status.id.as_str()),
+                    unix_seconds(expiry)
+                ));
+            }
+        }
+        self.metrics.render(&extra)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.xds.status().is_synced() {
+            Ok(())
+        } else {
+            Err("not synced with the control plane yet".into())
+        }
+    }
+}
+
+/// Borrows for serialization (serde does not serialize `Arc` by default).
+fn refs<T>(values: &[Arc<T>]) -> Vec<&T> {
+    values.iter().map(Arc::as_ref).collect()
+}
+
+fn unix_seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }

@@ -840,6 +840,8 @@ fn read_all(mut r: impl std::io::Read + Send + 'static) -> JoinHandle<String> {
 /// One node's processes and sockets.
 pub struct Node {
     pub name: &'static str,
+    /// The ztunnel's admin endpoint (`/metrics`, `/config_dump`, `/healthz/ready`).
+    pub admin: SocketAddr,
     pub handoff_socket: PathBuf,
     pub agent_socket: PathBuf,
     pub ztunnel: Option<Process>,
@@ -1001,9 +1003,18 @@ impl Cluster {
         let handoff_socket = dir.join("ztunnel.sock");
         let agent_socket = dir.join("cni.sock");
         let control_plane = format!("http://{}", self.xds);
+        // Two ztunnels share this host: each gets its own loopback ports.
+        let port = || format!("127.0.0.1:{}", free_port());
+        let admin: SocketAddr = port().parse().expect("a loopback address");
 
         let ztunnel_args: Vec<OsString> = vec![
             "ztunnel".into(),
+            "--admin-listen".into(),
+            admin.to_string().into(),
+            "--metrics-listen".into(),
+            port().into(),
+            "--readiness-listen".into(),
+            port().into(),
             "--node".into(),
             node.into(),
             "--control-plane".into(),
@@ -1071,6 +1082,7 @@ impl Cluster {
         );
         self.nodes.push(Node {
             name: node,
+            admin,
             handoff_socket,
             agent_socket,
             ztunnel: Some(ztunnel),

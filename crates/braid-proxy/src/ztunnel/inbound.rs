@@ -13,7 +13,10 @@ use tokio::{
 };
 
 use super::pod::PodContext;
-use crate::hbone::{Connector, Refusal, Server, Settings};
+use crate::{
+    hbone::{Connector, Refusal, Server, Settings},
+    telemetry::{Counted, Direction, Labels, Peer},
+};
 
 /// How often to look again for a pod the control plane has not sent yet.
 const WORKLOAD_POLL: Duration = Duration::from_millis(100);
@@ -65,27 +68,48 @@ struct InboundConnector {
 }
 
 impl Connector for InboundConnector {
-    type Stream = TcpStream;
+    type Stream = Counted<TcpStream>;
 
-    async fn connect(&self, peer: &SpiffeId, target: SocketAddr) -> Result<TcpStream, Refusal> {
+    async fn connect(
+        &self,
+        peer: &SpiffeId,
+        target: SocketAddr,
+    ) -> Result<Counted<TcpStream>, Refusal> {
         let pod = &self.pod;
-        let workload = pod.workload().map_err(Refusal::denied)?;
+        let labels = Labels {
+            direction: Direction::Inbound,
+            source: Peer::principal(peer.as_str()),
+            destination: pod.peer(),
+            mtls: true,
+        };
+        let client = peer.to_string();
+        let deny = |reason: String| {
+            tracing::info!(pod = %pod.workload, %peer, %target, %reason, "inbound HBONE denied");
+            pod.metrics
+                .deny(labels.clone(), &client, &target.to_string(), &reason);
+            Refusal::denied(reason)
+        };
+        let workload = pod.workload().map_err(deny)?;
         if !workload.addresses.contains(&target.ip()) {
-            return Err(Refusal::denied(format!(
+            return Err(deny(format!(
                 "{target} is not an address of {}",
                 workload.uid
             )));
         }
-        if let Err(reason) = pod
-            .state
+        pod.state
             .authorize(&workload, target.port(), Some(peer.as_str()))
-        {
-            tracing::info!(pod = %pod.workload, %peer, %target, %reason, "inbound HBONE denied");
-            return Err(Refusal::denied(reason));
-        }
-        pod.connect(target)
+            .map_err(deny)?;
+        let upstream = pod
+            .connect(target)
             .await
-            .map_err(|source| Refusal::Dial { target, source })
+            .map_err(|source| Refusal::Dial { target, source })?;
+        let connection = pod.metrics.open(labels);
+        Ok(Counted::new(
+            upstream,
+            connection,
+            client,
+            target.to_string(),
+        ))
     }
 }
 
@@ -116,6 +140,22 @@ async fn plaintext(mut tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
             return;
         }
     };
+    let source = pod
+        .state
+        .workload_by_ip(peer.ip())
+        .map(|w| Peer {
+            // Plaintext proves no identity.
+            principal: "unknown".into(),
+            ..Peer::workload(&w)
+        })
+        .unwrap_or_else(Peer::unknown);
+    let labels = Labels {
+        direction: Direction::Inbound,
+        source,
+        destination: pod.peer(),
+        mtls: false,
+    };
+    let (client, target_text) = (peer.to_string(), target.to_string());
     let decision = pod.workload().and_then(|workload| {
         if pod.state.mtls_mode(&workload) == MtlsMode::Strict {
             return Err("PeerAuthentication is STRICT: plaintext is refused".to_string());
@@ -124,6 +164,7 @@ async fn plaintext(mut tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
     });
     if let Err(reason) = decision {
         tracing::info!(pod = %pod.workload, %peer, %target, %reason, "inbound plaintext refused");
+        pod.metrics.deny(labels, &client, &target_text, &reason);
         return;
     }
     let mut upstream = match pod.connect(target).await {
@@ -133,13 +174,13 @@ async fn plaintext(mut tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
             return;
         }
     };
+    let connection = pod.metrics.open(labels);
     let _ = tcp.set_nodelay(true);
     match tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await {
-        Ok((received, sent)) => {
-            tracing::debug!(pod = %pod.workload, %peer, %target, received, sent, "inbound plaintext done")
-        }
+        Ok((sent, received)) => connection.finish(&client, &target_text, sent, received),
         Err(error) => {
-            tracing::debug!(pod = %pod.workload, %peer, %target, %error, "inbound plaintext broke")
+            tracing::debug!(pod = %pod.workload, %peer, %target, %error, "inbound plaintext broke");
+            connection.finish(&client, &target_text, 0, 0);
         }
     }
 }

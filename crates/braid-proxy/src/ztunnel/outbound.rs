@@ -14,6 +14,7 @@ use super::pod::PodContext;
 use crate::{
     hbone,
     state::{Destination, Resolved},
+    telemetry::{Direction, Labels, Peer},
 };
 
 /// Bounds dialling a passthrough destination.
@@ -47,18 +48,42 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
             return;
         }
     };
+    let client = peer.to_string();
     let outcome = match pod.state.resolve(original) {
-        Ok(Resolved::Mesh(destination)) => tunnel(tcp, &pod, &destination).await,
-        Ok(Resolved::Passthrough { target }) => passthrough(tcp, &pod, target).await,
+        Ok(Resolved::Mesh(destination)) => {
+            let target = destination.target.to_string();
+            let labels = labels(&pod, Peer::workload(&destination.workload), true);
+            let connection = pod.metrics.open(labels);
+            tunnel(tcp, &pod, &destination)
+                .await
+                .map(|(sent, received)| connection.finish(&client, &target, sent, received))
+        }
+        Ok(Resolved::Passthrough { target }) => {
+            let destination = pod
+                .state
+                .workload_by_ip(target.ip())
+                .map(|w| Peer::workload(&w))
+                .unwrap_or_else(Peer::unknown);
+            let connection = pod.metrics.open(labels(&pod, destination, false));
+            passthrough(tcp, &pod, target)
+                .await
+                .map(|(sent, received)| {
+                    connection.finish(&client, &target.to_string(), sent, received)
+                })
+        }
         Err(reason) => Err(reason),
     };
-    match outcome {
-        Ok((sent, received)) => {
-            tracing::debug!(pod = %pod.workload, %original, sent, received, "outbound connection done")
-        }
-        Err(reason) => {
-            tracing::info!(pod = %pod.workload, %original, %reason, "outbound connection failed")
-        }
+    if let Err(reason) = outcome {
+        tracing::info!(pod = %pod.workload, %original, %reason, "outbound connection failed");
+    }
+}
+
+fn labels(pod: &PodContext, destination: Peer, mtls: bool) -> Labels {
+    Labels {
+        direction: Direction::Outbound,
+        source: pod.peer(),
+        destination,
+        mtls,
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::{
     hbone::{Dial, Dialing, Pool},
     state::ProxyState,
+    telemetry::{Metrics, Peer},
 };
 
 /// What every connection of one pod needs.
@@ -20,6 +21,7 @@ pub(crate) struct PodContext {
     pub(crate) state: ProxyState,
     pub(crate) certs: CertificateManager,
     pub(crate) pool: Pool,
+    pub(crate) metrics: Metrics,
     /// Tells this pod's pooled connections from other pods'.
     pub(crate) origin: u64,
 }
@@ -35,6 +37,13 @@ impl PodContext {
                 self.workload
             )
         })
+    }
+
+    /// The pod as telemetry labels (`unknown` until the control plane sent it).
+    pub(crate) fn peer(&self) -> Peer {
+        self.workload()
+            .map(|w| Peer::workload(&w))
+            .unwrap_or_else(|_| Peer::unknown())
     }
 
     /// The pod's SPIFFE identity.

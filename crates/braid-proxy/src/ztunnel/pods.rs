@@ -17,7 +17,7 @@ use braid_identity::{CertificateManager, TrustBundle};
 use tokio::{net::TcpListener, task::JoinSet};
 
 use super::{inbound, outbound, pod::PodContext};
-use crate::{hbone::Pool, state::ProxyState};
+use crate::{hbone::Pool, state::ProxyState, telemetry::Metrics};
 
 /// Ports opened inside every captured pod.
 const OUTBOUND_PORT: u16 = 15001;
@@ -29,6 +29,7 @@ pub(crate) struct Pods {
     certs: CertificateManager,
     pool: Pool,
     bundle: TrustBundle,
+    metrics: Metrics,
     pods: Mutex<HashMap<String, Captured>>,
     /// Origins for pool keys; 0 is the ztunnel's own namespace.
     next_origin: AtomicU64,
@@ -53,12 +54,14 @@ impl Pods {
         certs: CertificateManager,
         pool: Pool,
         bundle: TrustBundle,
+        metrics: Metrics,
     ) -> Self {
         Self {
             state,
             certs,
             pool,
             bundle,
+            metrics,
             pods: Mutex::new(HashMap::new()),
             next_origin: AtomicU64::new(1),
         }
@@ -67,6 +70,17 @@ impl Pods {
     /// How many pods are captured.
     pub(crate) fn len(&self) -> usize {
         self.pods().len()
+    }
+
+    /// Captured pods as (uid, workload), sorted.
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
+        let mut pods: Vec<(String, String)> = self
+            .pods()
+            .iter()
+            .map(|(uid, pod)| (uid.clone(), pod.workload.clone()))
+            .collect();
+        pods.sort();
+        pods
     }
 
     fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Captured>> {
@@ -168,6 +182,7 @@ impl Pods {
             state: self.state.clone(),
             certs: self.certs.clone(),
             pool: self.pool.clone(),
+            metrics: self.metrics.clone(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
         });
         let mut tasks = JoinSet::new();

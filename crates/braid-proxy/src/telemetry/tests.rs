@@ -1,0 +1,64 @@
+use super::*;
+
+fn labels(mtls: bool) -> Labels {
+    Labels {
+        direction: Direction::Inbound,
+        source: Peer::principal("spiffe://cluster.local/ns/shop/sa/client"),
+        destination: Peer {
+            workload: "api".into(),
+            namespace: "inventory".into(),
+            principal: "spiffe://cluster.local/ns/inventory/sa/api".into(),
+        },
+        mtls,
+    }
+}
+
+#[test]
+fn connections_are_counted_per_label_set() {
+    let metrics = Metrics::default();
+    metrics
+        .open(labels(true))
+        .finish("198.18.0.1:4000", "198.18.0.2:9090", 10, 20);
+    metrics
+        .open(labels(true))
+        .finish("198.18.0.1:4001", "198.18.0.2:9090", 1, 2);
+    metrics.deny(
+        labels(false),
+        "198.18.0.3:5000",
+        "198.18.0.2:9090",
+        "STRICT",
+    );
+    let text = metrics.render("");
+    let inbound_mtls = "direction=\"inbound\",source_workload=\"unknown\",source_namespace=\"shop\",\
+source_principal=\"spiffe://cluster.local/ns/shop/sa/client\",destination_workload=\"api\",\
+destination_namespace=\"inventory\",destination_principal=\"spiffe://cluster.local/ns/inventory/sa/api\",mtls=\"true\"";
+    for line in [
+        format!("braid_tcp_connections_opened_total{{{inbound_mtls}}} 2"),
+        format!("braid_tcp_connections_closed_total{{{inbound_mtls}}} 2"),
+        format!("braid_tcp_sent_bytes_total{{{inbound_mtls}}} 11"),
+        format!("braid_tcp_received_bytes_total{{{inbound_mtls}}} 22"),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+    let plaintext = inbound_mtls.replace("mtls=\"true\"", "mtls=\"false\"");
+    assert!(
+        text.contains(&format!(
+            "braid_tcp_connections_denied_total{{{plaintext}}} 1"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE braid_tcp_connections_opened_total counter"));
+}
+
+#[test]
+fn label_values_are_escaped() {
+    assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+    assert_eq!(escape("line\nbreak"), "line\\nbreak");
+}
+
+#[test]
+fn a_principal_names_its_namespace() {
+    let peer = Peer::principal("spiffe://cluster.local/ns/shop/sa/web");
+    assert_eq!(peer.namespace, "shop");
+    assert_eq!(Peer::principal("garbage").namespace, "unknown");
+}
