@@ -36,11 +36,12 @@ pub struct Config {
     #[arg(long, env = "BRAID_NODE")]
     pub node: String,
 
-    /// The control plane's gRPC address (xDS and certificates).
+    /// The control plane's gRPC address (xDS and certificates); always TLS,
+    /// verified against `--ca-root`.
     #[arg(
         long,
         env = "BRAID_CONTROL_PLANE",
-        default_value = "https://127.0.0.1:15010"
+        default_value = "http://127.0.0.1:15010"
     )]
     pub control_plane: String,
 
