@@ -14,9 +14,13 @@
 //! `braid-capture`.
 
 pub mod admin;
+pub mod common;
 pub mod detect;
 mod feed;
 pub mod hbone;
+pub mod init;
+pub mod l4;
+pub mod sidecar;
 pub mod state;
 pub mod telemetry;
 pub mod ztunnel;

@@ -21,6 +21,10 @@ struct Cli {
 enum Command {
     /// The per-node proxy for ambient pods.
     Ztunnel(braid_proxy::ztunnel::Config),
+    /// The proxy inside one sidecar-mode pod (L4 today).
+    Sidecar(braid_proxy::sidecar::Config),
+    /// Install a sidecar pod's redirect rules in this network namespace.
+    Init(braid_proxy::init::Config),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,20 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Init(config) => {
+            braid_proxy::init::run(&config)?;
+            tracing::info!(
+                remove = config.remove,
+                check = config.check,
+                "redirect rules done"
+            );
+        }
+        Command::Sidecar(config) => {
+            let sidecar = braid_proxy::sidecar::Sidecar::start(config).await?;
+            wait_for_signal().await?;
+            tracing::info!("shutting down");
+            sidecar.shutdown().await;
+        }
         Command::Ztunnel(config) => {
             let ztunnel = braid_proxy::ztunnel::Ztunnel::start(config).await?;
             wait_for_signal().await?;

@@ -4,24 +4,23 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
 };
 
-use braid_capture::{ListenOptions, NetNs};
+use braid_capture::NetNs;
 use braid_cni::handoff::{HandoffConnection, HandoffListener, PodEvent};
 use braid_identity::{CertificateManager, TrustBundle};
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::task::JoinSet;
 
-use super::{inbound, outbound, pod::PodContext};
-use crate::{hbone::Pool, state::ProxyState, telemetry::Metrics};
-
-/// Ports opened inside every captured pod.
-const OUTBOUND_PORT: u16 = 15001;
-const INBOUND_PLAINTEXT_PORT: u16 = 15006;
+use crate::{
+    hbone::Pool,
+    l4::{self, PodContext},
+    state::ProxyState,
+    telemetry::Metrics,
+};
 
 /// Captured pods by uid.
 pub(crate) struct Pods {
@@ -166,16 +165,7 @@ impl Pods {
             drop(pods.remove(&uid));
         }
         let netns_id = netns.id();
-        let bind = |port: u16| -> Result<TcpListener, String> {
-            let addr = SocketAddr::from(([0, 0, 0, 0], port));
-            let listener = netns
-                .bind_tcp(addr, &ListenOptions::default())
-                .map_err(|e| format!("pod {workload}: {e}"))?;
-            TcpListener::from_std(listener).map_err(|e| format!("pod {workload}: port {port}: {e}"))
-        };
-        let outbound_listener = bind(OUTBOUND_PORT)?;
-        let plaintext_listener = bind(INBOUND_PLAINTEXT_PORT)?;
-        let hbone_listener = bind(crate::hbone::DEFAULT_PORT)?;
+        let listeners = l4::bind(&netns, &workload)?;
         let pod = Arc::new(PodContext {
             workload: workload.clone(),
             netns,
@@ -185,14 +175,7 @@ impl Pods {
             metrics: self.metrics.clone(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
         });
-        let mut tasks = JoinSet::new();
-        tasks.spawn(outbound::serve(outbound_listener, pod.clone()));
-        tasks.spawn(inbound::serve_plaintext(plaintext_listener, pod.clone()));
-        tasks.spawn(inbound::serve_hbone(
-            hbone_listener,
-            pod,
-            self.bundle.clone(),
-        ));
+        let tasks = l4::serve(pod, listeners, self.bundle.clone());
         tracing::info!(%uid, %workload, "pod captured");
         self.pods().insert(
             uid,

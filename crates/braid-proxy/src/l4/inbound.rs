@@ -12,7 +12,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use super::pod::PodContext;
+use super::PodContext;
 use crate::{
     hbone::{Connector, Refusal, Server, Settings},
     telemetry::{Counted, Direction, Labels, Peer},

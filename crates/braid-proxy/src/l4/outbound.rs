@@ -10,11 +10,11 @@ use tokio::{
     task::JoinSet,
 };
 
-use super::pod::PodContext;
+use super::PodContext;
 use crate::{
     hbone,
     state::{Destination, Resolved},
-    telemetry::{Direction, Labels, Peer},
+    telemetry::{Connection, Direction, Labels, Peer},
 };
 
 /// Bounds dialling a passthrough destination.
@@ -54,9 +54,8 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
             let target = destination.target.to_string();
             let labels = labels(&pod, Peer::workload(&destination.workload), true);
             let connection = pod.metrics.open(labels);
-            tunnel(tcp, &pod, &destination)
-                .await
-                .map(|(sent, received)| connection.finish(&client, &target, sent, received))
+            let outcome = tunnel(tcp, &pod, &destination).await;
+            finish(connection, &client, &target, outcome)
         }
         Ok(Resolved::Passthrough { target }) => {
             let destination = pod
@@ -65,17 +64,27 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
                 .map(|w| Peer::workload(&w))
                 .unwrap_or_else(Peer::unknown);
             let connection = pod.metrics.open(labels(&pod, destination, false));
-            passthrough(tcp, &pod, target)
-                .await
-                .map(|(sent, received)| {
-                    connection.finish(&client, &target.to_string(), sent, received)
-                })
+            let outcome = passthrough(tcp, &pod, target).await;
+            finish(connection, &client, &target.to_string(), outcome)
         }
         Err(reason) => Err(reason),
     };
     if let Err(reason) = outcome {
         tracing::info!(pod = %pod.workload, %original, %reason, "outbound connection failed");
     }
+}
+
+/// Closes `connection` whatever happened, so every opened connection is
+/// also counted closed and logged (a failed one with no bytes).
+fn finish(
+    connection: Connection,
+    client: &str,
+    target: &str,
+    outcome: Result<(u64, u64), String>,
+) -> Result<(), String> {
+    let (sent, received) = outcome.as_ref().copied().unwrap_or_default();
+    connection.finish(client, target, sent, received);
+    outcome.map(drop)
 }
 
 fn labels(pod: &PodContext, destination: Peer, mtls: bool) -> Labels {

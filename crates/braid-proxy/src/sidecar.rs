@@ -1,0 +1,165 @@
+//! The sidecar: a proxy inside one pod, for that pod only.
+//!
+//! It runs in the pod's network namespace (`braid-proxy init`, or the CNI
+//! plugin, installed the redirect rules there), holds exactly one identity
+//! — its pod's service account, which is all its pod token may ask for —
+//! and serves the same L4 paths as the ztunnel does for an ambient pod:
+//! outbound capture on 15001, plaintext inbound on 15006, HBONE on 15008.
+//! So a sidecar pod and an ambient pod reach each other over HBONE with the
+//! same identities and policies. HTTP-aware proxying comes next.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use braid_capture::NetNs;
+use braid_identity::CertificateManager;
+use braid_xds::ClientHandle;
+use serde::Serialize;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::{
+    admin::AdminView,
+    common::{self, EndpointArgs, Mesh, MeshArgs, StartError, serve_endpoints},
+    hbone::{Pool, Settings},
+    l4::{self, PodContext},
+    state::ProxyState,
+    telemetry::Metrics,
+};
+
+/// Configuration of `braid-proxy sidecar`.
+#[derive(Clone, Debug, clap::Args, Serialize)]
+pub struct Config {
+    /// This pod, as `<namespace>/<name>` (its Workload resource).
+    #[arg(long, env = "BRAID_POD", value_name = "NAMESPACE/NAME")]
+    pub pod: String,
+
+    /// Control plane and identity.
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+
+    /// HTTP endpoints.
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+/// A running sidecar.
+pub struct Sidecar {
+    state: ProxyState,
+    xds: ClientHandle,
+    certs: CertificateManager,
+    admin_addrs: [SocketAddr; 3],
+    tasks: Vec<JoinHandle<()>>,
+    _proxy: JoinSet<()>,
+}
+
+/// What the admin endpoints show of a sidecar.
+struct View {
+    pod: String,
+    state: ProxyState,
+    metrics: Metrics,
+    certs: CertificateManager,
+    xds: ClientHandle,
+}
+
+// === impl Sidecar ===
+
+impl Sidecar {
+    /// Binds the pod's listeners in this process's network namespace and
+    /// connects to the control plane. Returns once the listeners are bound,
+    /// so the redirect rules never point at a closed port for long.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let pod_ok = config
+            .pod
+            .split_once('/')
+            .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty());
+        if !pod_ok {
+            return Err(StartError::Pod(config.pod.clone()));
+        }
+        let netns = NetNs::current().map_err(|e| StartError::Bind(e.to_string()))?;
+        let listeners = l4::bind(&netns, &config.pod).map_err(StartError::Bind)?;
+        let Mesh {
+            bundle,
+            certs,
+            state,
+            xds,
+            xds_task,
+        } = Mesh::connect(&config.mesh, &format!("sidecar~{}", config.pod))?;
+        let metrics = Metrics::default();
+        let pod = Arc::new(PodContext {
+            workload: config.pod.clone(),
+            netns,
+            state: state.clone(),
+            certs: certs.clone(),
+            pool: Pool::new(bundle.clone(), Settings::default()),
+            metrics: metrics.clone(),
+            origin: 0,
+        });
+        let proxy = l4::serve(pod, listeners, bundle);
+        let view: Arc<dyn AdminView> = Arc::new(View {
+            pod: config.pod.clone(),
+            state: state.clone(),
+            metrics,
+            certs: certs.clone(),
+            xds: xds.clone(),
+        });
+        let (admin_addrs, mut tasks) = serve_endpoints(&config.endpoints, view).await?;
+        tasks.push(xds_task);
+        tracing::info!(pod = %config.pod, "sidecar serving 15001, 15006 and 15008");
+        Ok(Self {
+            state,
+            xds,
+            certs,
+            admin_addrs,
+            tasks,
+            _proxy: proxy,
+        })
+    }
+
+    /// The mesh as this sidecar sees it.
+    pub fn state(&self) -> &ProxyState {
+        &self.state
+    }
+
+    /// Where the admin, metrics and readiness endpoints listen.
+    pub fn admin_addrs(&self) -> [SocketAddr; 3] {
+        self.admin_addrs
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(self) {
+        self.xds.shutdown();
+        self.certs.shutdown();
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+// === impl View ===
+
+impl AdminView for View {
+    fn config_dump(&self) -> serde_json::Value {
+        let xds = self.xds.status();
+        let mut dump = common::state_json(&self.state);
+        dump["pod"] = self.pod.clone().into();
+        dump["certificates"] = common::certificates_json(&self.certs);
+        dump["xds"] =
+            serde_json::json!({"connected": xds.is_connected(), "synced": xds.is_synced()});
+        dump
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics
+            .render(&common::certificate_gauges(&self.certs))
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if !self.xds.status().is_synced() {
+            return Err("not synced with the control plane yet".into());
+        }
+        if self.state.workload(&self.pod).is_none() {
+            return Err(format!("the control plane does not know pod {}", self.pod));
+        }
+        Ok(())
+    }
+}
