@@ -7,6 +7,8 @@
 //!   benchmarks: ratios against a direct run in the same invocation, written
 //!   to `<target-dir>/bench/report.{json,md}` (and the book with
 //!   `--update-book`).
+//! * `cargo xtask cluster up|down|env|status [--dir DIR]` — a real Kubernetes
+//!   control plane on loopback for test tier 4 (see `cluster.rs`).
 //! * `cargo xtask codegen [--check]` — write the generated artefacts
 //!   (`manifests/crds/*.yaml` from `braid-crd`), or with `--check` fail when
 //!   the checked-in copies drifted from the Rust types (what CI runs).
@@ -27,6 +29,7 @@ use std::{
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cluster;
 mod codegen;
 mod quickstart;
 mod test;
@@ -44,6 +47,8 @@ struct Cli {
 enum Command {
     /// Run the benchmarks and write target/bench/report.{json,md}.
     Bench(bench::Args),
+    /// Build (once) and run a real kube-apiserver, controller manager and etcd on loopback.
+    Cluster(cluster::Args),
     /// Generate the CRD manifests under manifests/crds/ from the Rust types.
     Codegen(codegen::Args),
     /// Run the control plane on examples/ and show what it serves with braidctl.
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
     let root = project_root();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args, &root),
+        Command::Cluster(args) => cluster::run(&args, &root),
         Command::Codegen(args) => codegen::run(&args, &root),
         Command::Test(args) => test::run(&args, &root),
         Command::Quickstart(args) => quickstart::run(&args, &root),
