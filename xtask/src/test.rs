@@ -68,7 +68,8 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+/// Runs `cargo <args>` in `root`, failing when it fails.
+pub(crate) fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(args)

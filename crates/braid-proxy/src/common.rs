@@ -184,6 +184,35 @@ impl Mesh {
     }
 }
 
+/// What a running composition must stop: the xDS client, the certificate
+/// manager's renewals and its tasks.
+pub(crate) struct Running {
+    pub(crate) xds: ClientHandle,
+    pub(crate) certs: CertificateManager,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops everything and waits for the tasks to end.
+    pub(crate) async fn shutdown(self) {
+        self.xds.shutdown();
+        self.certs.shutdown();
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Readiness as far as the control plane goes: every xDS type synced.
+pub(crate) fn xds_ready(xds: &ClientHandle) -> Result<(), String> {
+    if xds.status().is_synced() {
+        Ok(())
+    } else {
+        Err("not synced with the control plane yet".into())
+    }
+}
+
 /// Binds the admin, metrics and readiness endpoints and serves `view` on
 /// them; returns their bound addresses and tasks.
 pub(crate) async fn serve_endpoints(

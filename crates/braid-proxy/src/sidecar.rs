@@ -14,11 +14,11 @@ use braid_capture::NetNs;
 use braid_identity::CertificateManager;
 use braid_xds::ClientHandle;
 use serde::Serialize;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::{
     admin::AdminView,
-    common::{self, EndpointArgs, Mesh, MeshArgs, StartError, serve_endpoints},
+    common::{self, EndpointArgs, Mesh, MeshArgs, Running, StartError, serve_endpoints},
     hbone::{Pool, Settings},
     l4::{self, PodContext},
     state::ProxyState,
@@ -44,10 +44,8 @@ pub struct Config {
 /// A running sidecar.
 pub struct Sidecar {
     state: ProxyState,
-    xds: ClientHandle,
-    certs: CertificateManager,
     admin_addrs: [SocketAddr; 3],
-    tasks: Vec<JoinHandle<()>>,
+    running: Running,
     _proxy: JoinSet<()>,
 }
 
@@ -106,10 +104,8 @@ impl Sidecar {
         tracing::info!(pod = %config.pod, "sidecar serving 15001, 15006 and 15008");
         Ok(Self {
             state,
-            xds,
-            certs,
             admin_addrs,
-            tasks,
+            running: Running { xds, certs, tasks },
             _proxy: proxy,
         })
     }
@@ -126,12 +122,7 @@ impl Sidecar {
 
     /// Stops everything.
     pub async fn shutdown(self) {
-        self.xds.shutdown();
-        self.certs.shutdown();
-        for task in self.tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.running.shutdown().await;
     }
 }
 
@@ -154,9 +145,7 @@ impl AdminView for View {
     }
 
     fn ready(&self) -> Result<(), String> {
-        if !self.xds.status().is_synced() {
-            return Err("not synced with the control plane yet".into());
-        }
+        common::xds_ready(&self.xds)?;
         if self.state.workload(&self.pod).is_none() {
             return Err(format!("the control plane does not know pod {}", self.pod));
         }

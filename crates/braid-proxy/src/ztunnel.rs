@@ -14,12 +14,11 @@ use braid_cni::handoff::HandoffListener;
 use braid_identity::CertificateManager;
 use braid_xds::ClientHandle;
 use serde::Serialize;
-use tokio::task::JoinHandle;
 
 pub use crate::common::{EndpointArgs, MeshArgs, StartError};
 use crate::{
     admin::AdminView,
-    common::{self, Mesh, serve_endpoints},
+    common::{self, Mesh, Running, serve_endpoints},
     hbone::{Pool, Settings},
     state::ProxyState,
     telemetry::Metrics,
@@ -56,11 +55,9 @@ pub struct Config {
 /// A running ztunnel.
 pub struct Ztunnel {
     state: ProxyState,
-    xds: ClientHandle,
-    certs: CertificateManager,
     pods: Arc<pods::Pods>,
     admin_addrs: [SocketAddr; 3],
-    tasks: Vec<JoinHandle<()>>,
+    running: Running,
 }
 
 /// What the admin endpoints show of a ztunnel.
@@ -108,11 +105,9 @@ impl Ztunnel {
         tracing::info!(node = %config.node, socket = %config.handoff_socket.display(), "ztunnel ready for pods");
         Ok(Self {
             state,
-            xds,
-            certs,
             pods,
             admin_addrs,
-            tasks,
+            running: Running { xds, certs, tasks },
         })
     }
 
@@ -149,12 +144,7 @@ impl Ztunnel {
 
     /// Stops everything: listeners in pods close, the xDS stream ends.
     pub async fn shutdown(self) {
-        self.xds.shutdown();
-        self.certs.shutdown();
-        for task in self.tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.running.shutdown().await;
     }
 }
 
@@ -189,10 +179,6 @@ impl AdminView for View {
     }
 
     fn ready(&self) -> Result<(), String> {
-        if self.xds.status().is_synced() {
-            Ok(())
-        } else {
-            Err("not synced with the control plane yet".into())
-        }
+        common::xds_ready(&self.xds)
     }
 }
