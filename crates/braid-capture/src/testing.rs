@@ -84,6 +84,33 @@ impl TestNet {
         &self.name
     }
 
+    /// Plugs the host (this process's namespace) into the bridge with
+    /// `ip_addr`/16, so processes on the host can serve pods (a control
+    /// plane a sidecar dials). The pair goes away with the fabric.
+    ///
+    /// # Panics
+    ///
+    /// If `ip` is outside 198.18.0.0/15.
+    pub fn add_host_link(&self, ip_addr: Ipv4Addr) -> Result<(), Error> {
+        let [a, b, ..] = ip_addr.octets();
+        assert!(
+            a == 198 && (b == 18 || b == 19),
+            "host link: {ip_addr} is outside 198.18.0.0/15"
+        );
+        // Host interface names share one namespace with everything else:
+        // make them unique per fabric, under IFNAMSIZ.
+        let n = NEXT_NET.fetch_add(1, Ordering::Relaxed);
+        let host = format!("bh{}x{n}", std::process::id() % 100_000);
+        let fabric = self.name.as_str();
+        ip([
+            "link", "add", &host, "type", "veth", "peer", "name", "hostlink", "netns", fabric,
+        ])?;
+        ip(["-n", fabric, "link", "set", "hostlink", "master", "br0", "up"])?;
+        ip(["addr", "add", &format!("{ip_addr}/16"), "dev", &host])?;
+        ip(["link", "set", &host, "up"])?;
+        Ok(())
+    }
+
     /// Adds pod `name` with `ip`/16 on `eth0`, plugged into the bridge.
     ///
     /// # Panics

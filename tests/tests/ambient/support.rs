@@ -1222,7 +1222,7 @@ impl Drop for Cluster {
 
 /// Environment of our children: `BRAID_LOG` (the caller's if set, else
 /// `default`) and plain-text logs.
-fn child_env(default: &str) -> Vec<(String, String)> {
+pub fn child_env(default: &str) -> Vec<(String, String)> {
     let level = std::env::var("BRAID_LOG").unwrap_or_else(|_| default.to_owned());
     vec![
         ("BRAID_LOG".to_owned(), level),
