@@ -103,6 +103,10 @@ fn ambient_mesh_end_to_end() {
     step("3b: metrics, access log, config dump", t);
 
     let t = Instant::now();
+    sidecar_and_ambient_pods_talk_over_hbone(&mut c);
+    step("3c: sidecar <-> ambient interop", t);
+
+    let t = Instant::now();
     ztunnel_restart_recovers(&mut c);
     step("4: ztunnel restart", t);
 
@@ -483,6 +487,50 @@ fn a_label_switch_to_none_releases_the_pod(c: &mut Cluster) {
     // Switching back does not recapture a running pod: the agent learns of
     // pods only through CNI ADD (documented). Restore the file for tidiness.
     c.write_config("pods.yaml", &pods);
+}
+
+/// A sidecar pod (`orders`, its own proxy) and ambient pods (served by the
+/// ztunnels) reach each other over HBONE, each side presenting its own
+/// identity; a pod outside the mesh reaches the sidecar pod in plaintext.
+fn sidecar_and_ambient_pods_talk_over_hbone(c: &mut Cluster) {
+    c.start_sidecar("orders");
+    let orders_def = pod_def("orders");
+    let (client_def, api_def) = (pod_def("client"), pod_def("api"));
+    let orders = c.pod("orders").clone();
+    let to_orders = orders_def.echo_addr();
+
+    // ambient client (node-a ztunnel) → sidecar: into the sidecar's :15008.
+    let (_, took) = eventually("client -> orders (sidecar)", FIRST_TRAFFIC, || {
+        c.assert_processes();
+        echo(c.pod("client"), to_orders).map_err(|e| e.to_string())
+    });
+    eprintln!("ambient e2e:   client -> orders (sidecar) echoed after {took:?}");
+    let mut conn = EchoConn::connect(c.pod("client"), to_orders)
+        .unwrap_or_else(|e| panic!("client -> orders: {e}"));
+    conn.roundtrip()
+        .unwrap_or_else(|e| panic!("client -> orders: {e}"));
+    let conns = established(&orders, 15008);
+    assert!(
+        conns.iter().any(|(_, peer)| has_ip(peer, client_def.ip)),
+        "the sidecar's :15008 holds the client's tunnel: {conns:?}"
+    );
+    drop(conn);
+
+    // sidecar → ambient api (node-b ztunnel): into api's :15008 from orders.
+    let to_api = api_def.echo_addr();
+    let mut conn =
+        EchoConn::connect(&orders, to_api).unwrap_or_else(|e| panic!("orders -> api: {e}"));
+    conn.roundtrip()
+        .unwrap_or_else(|e| panic!("orders -> api: {e}"));
+    let conns = established(c.pod("api"), 15008);
+    assert!(
+        conns.iter().any(|(_, peer)| has_ip(peer, orders_def.ip)),
+        "api's :15008 holds the sidecar's tunnel: {conns:?}"
+    );
+    drop(conn);
+
+    // Outside the mesh → sidecar pod, plaintext under PERMISSIVE.
+    echo(c.pod("legacy"), to_orders).unwrap_or_else(|e| panic!("legacy -> orders: {e}"));
 }
 
 /// The value of the first series starting with `prefix` (0 when absent).

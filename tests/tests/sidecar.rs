@@ -23,11 +23,10 @@ use std::{
 
 use braid_capture::testing::{TestNet, TestPod, require_root};
 use support::{
-    EchoConn, EchoServer, Process, binaries, child_env, echo, established, eventually, free_port,
-    has_ip, http_get, refused,
+    EchoConn, EchoServer, HOST, Process, binaries, child_env, echo, established, eventually,
+    free_port, has_ip, http_get, pod_token, refused,
 };
 
-const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 254);
 const ECHO_PORT: u16 = 8080;
 
 /// (pod, namespace, service account, ip, mode label, has a sidecar)
@@ -58,10 +57,6 @@ const PODS: [(&str, &str, &str, Ipv4Addr, &str, bool); 3] = [
     ),
 ];
 
-fn token(pod: &str) -> String {
-    format!("sidecar-{pod}-0123456789abcdef0123456789abcdef")
-}
-
 fn config(dir: &Path) -> anyhow::Result<()> {
     let mut docs = vec![
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n    braid.dev/mode: sidecar\n".to_string(),
@@ -79,7 +74,7 @@ fn config(dir: &Path) -> anyhow::Result<()> {
         if sidecar {
             docs.push(format!(
                 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sidecar-{name}\n  namespace: braid-system\ntype: braid.dev/proxy-token\nstringData:\n  token: {}\n  pod: {ns}/{name}\n",
-                token(name)
+                pod_token(name)
             ));
         }
     }
@@ -176,7 +171,7 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
         let token_file = dir.path().join(format!("{}.token", pod.name));
-        std::fs::write(&token_file, token(&pod.name))?;
+        std::fs::write(&token_file, pod_token(&pod.name))?;
         let (program, args) = in_pod(
             pod,
             &[

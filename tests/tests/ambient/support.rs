@@ -55,6 +55,9 @@ pub struct PodDef {
     pub port: Option<u16>,
     /// Whether the pod's effective mode is ambient (from its namespace).
     pub ambient: bool,
+    /// Whether the pod runs a braid-proxy sidecar (its namespace is in
+    /// sidecar mode; the test starts `init` and `sidecar` in it).
+    pub sidecar: bool,
     /// `K8S_POD_UID` as the runtime passes it.
     pub uid: &'static str,
 }
@@ -71,14 +74,15 @@ impl PodDef {
 pub const NODES: [&str; 2] = ["node-a", "node-b"];
 
 /// Namespaces and their `braid.dev/mode` label.
-pub const NAMESPACES: [(&str, &str); 3] = [
+pub const NAMESPACES: [(&str, &str); 4] = [
     ("shop", "ambient"),
     ("inventory", "ambient"),
     ("legacy", "none"),
+    ("orders", "sidecar"),
 ];
 
 /// node-a: client, web (shop); node-b: api (inventory), legacy (legacy, not meshed).
-pub const PODS: [PodDef; 4] = [
+pub const PODS: [PodDef; 5] = [
     PodDef {
         name: "client",
         namespace: "shop",
@@ -87,6 +91,7 @@ pub const PODS: [PodDef; 4] = [
         ip: Ipv4Addr::new(198, 18, 0, 11),
         port: None,
         ambient: true,
+        sidecar: false,
         uid: "0b7e4a2c-0000-4000-8000-00000000c11e",
     },
     PodDef {
@@ -97,6 +102,7 @@ pub const PODS: [PodDef; 4] = [
         ip: Ipv4Addr::new(198, 18, 0, 12),
         port: Some(8080),
         ambient: true,
+        sidecar: false,
         uid: "0b7e4a2c-0000-4000-8000-0000000000eb",
     },
     PodDef {
@@ -107,6 +113,7 @@ pub const PODS: [PodDef; 4] = [
         ip: Ipv4Addr::new(198, 18, 1, 21),
         port: Some(9090),
         ambient: true,
+        sidecar: false,
         uid: "0b7e4a2c-0000-4000-8000-000000000a91",
     },
     PodDef {
@@ -117,9 +124,30 @@ pub const PODS: [PodDef; 4] = [
         ip: Ipv4Addr::new(198, 18, 1, 22),
         port: Some(7070),
         ambient: false,
+        sidecar: false,
         uid: "0b7e4a2c-0000-4000-8000-0000000001e9",
     },
+    PodDef {
+        name: "orders",
+        namespace: "orders",
+        service_account: "orders",
+        node: "node-a",
+        ip: Ipv4Addr::new(198, 18, 0, 31),
+        port: Some(8081),
+        ambient: false,
+        sidecar: true,
+        uid: "0b7e4a2c-0000-4000-8000-0000000003d5",
+    },
 ];
+
+/// The host's address on the bridge: the control plane listens there, so
+/// sidecars inside pods reach it.
+pub const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 254);
+
+/// The token of a sidecar pod's proxy (a `braid.dev/proxy-token` Secret).
+pub fn pod_token(name: &str) -> String {
+    format!("sidecar-{name}-0123456789abcdef0123456789abcdef")
+}
 
 /// The pod named `name`.
 pub fn pod_def(name: &str) -> PodDef {
@@ -160,6 +188,14 @@ pub fn base_config() -> Vec<(&'static str, String)> {
                 node_token(node)
             )
         })
+        .chain(PODS.iter().filter(|p| p.sidecar).map(|p| {
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sidecar-{name}\n  namespace: braid-system\ntype: braid.dev/proxy-token\nstringData:\n  token: {}\n  pod: {ns}/{name}\n",
+                pod_token(p.name),
+                name = p.name,
+                ns = p.namespace,
+            )
+        }))
         .collect::<Vec<_>>()
         .join("---\n");
     vec![
@@ -171,9 +207,12 @@ pub fn base_config() -> Vec<(&'static str, String)> {
 }
 
 fn pod_yaml(p: &PodDef) -> String {
-    let ports = p.port.map_or_else(String::new, |port| {
+    let mut ports = p.port.map_or_else(String::new, |port| {
         format!("    ports:\n    - name: tcp\n      containerPort: {port}\n")
     });
+    if p.sidecar {
+        ports.push_str("  - name: braid-proxy\n    image: braid/proxy:dev\n");
+    }
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app: {name}\nspec:\n  nodeName: {node}\n  serviceAccountName: {sa}\n  containers:\n  - name: app\n    image: example/{name}:1\n{ports}status:\n  phase: Running\n  podIP: {ip}\n  podIPs:\n  - ip: {ip}\n  conditions:\n  - type: Ready\n    status: \"True\"\n",
         name = p.name,
@@ -860,6 +899,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub echo: Vec<EchoServer>,
     pub pods: BTreeMap<&'static str, TestPod>,
+    /// Sidecar processes started by [`Cluster::start_sidecar`].
+    pub sidecars: Vec<Process>,
     net: Option<TestNet>,
     dir: Option<tempfile::TempDir>,
 }
@@ -880,13 +921,14 @@ impl Cluster {
             bins,
             config_dir: root.join("config"),
             ca_root: root.join("ca").join("root-cert.pem"),
-            xds: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            xds: SocketAddr::from((HOST, free_port())),
             admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
             root,
             control: None,
             nodes: Vec::new(),
             echo: Vec::new(),
             pods: BTreeMap::new(),
+            sidecars: Vec::new(),
             net: None,
             dir: Some(dir),
         };
@@ -894,6 +936,8 @@ impl Cluster {
             let pod = net.add_pod(def.name, def.ip).expect("add a pod namespace");
             c.pods.insert(def.name, pod);
         }
+        net.add_host_link(HOST)
+            .expect("plug the host into the bridge");
         c.net = Some(net);
 
         std::fs::create_dir_all(&c.config_dir).expect("create the config directory");
@@ -940,7 +984,7 @@ impl Cluster {
         let log = self.log("braid-control");
         for attempt in 1..=3 {
             if attempt > 1 {
-                self.xds = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                self.xds = SocketAddr::from((HOST, free_port()));
                 self.admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
             }
             let args: Vec<OsString> = vec![
@@ -1171,6 +1215,51 @@ impl Cluster {
         }
     }
 
+    /// Runs `braid-proxy init` and then `braid-proxy sidecar` inside the
+    /// sidecar pod `name`, as its init container and sidecar container
+    /// would; the sidecar reaches the control plane over the host link.
+    pub fn start_sidecar(&mut self, name: &str) {
+        let def = pod_def(name);
+        let pod = self.pod(name).clone();
+        let in_pod = |args: &[&str]| -> Vec<OsString> {
+            let mut all: Vec<OsString> =
+                vec!["netns".into(), "exec".into(), pod.netns_name.clone().into()];
+            all.push(self.bins.proxy.clone().into());
+            all.extend(args.iter().map(OsString::from));
+            all
+        };
+        let out = std::process::Command::new("ip")
+            .args(in_pod(&["init"]))
+            .output()
+            .expect("run braid-proxy init");
+        assert!(
+            out.status.success(),
+            "init in {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token_file = self.root.join(format!("{name}.token"));
+        std::fs::write(&token_file, pod_token(name)).expect("write the pod token");
+        let args = in_pod(&[
+            "sidecar",
+            "--pod",
+            &format!("{}/{name}", def.namespace),
+            "--control-plane",
+            &format!("http://{}", self.xds),
+            "--ca-root",
+            &self.ca_root.display().to_string(),
+            "--token-file",
+            &token_file.display().to_string(),
+        ]);
+        let sidecar = Process::start(
+            &format!("sidecar {name}"),
+            Path::new("ip"),
+            args,
+            child_env("debug"),
+            self.log(&format!("sidecar-{name}")),
+        );
+        self.sidecars.push(sidecar);
+    }
+
     /// The ztunnel process of `node`.
     pub fn ztunnel(&mut self, node: &str) -> &mut Process {
         self.node_mut(node)
@@ -1203,6 +1292,7 @@ impl Drop for Cluster {
         }
         // Agents and ztunnels first (reverse start order), then the control
         // plane; each by its own PID.
+        self.sidecars.clear();
         for node in self.nodes.iter_mut().rev() {
             drop(node.agent.take());
             drop(node.ztunnel.take());
