@@ -105,7 +105,9 @@ impl TestNet {
         ip([
             "link", "add", &host, "type", "veth", "peer", "name", "hostlink", "netns", fabric,
         ])?;
-        ip(["-n", fabric, "link", "set", "hostlink", "master", "br0", "up"])?;
+        ip([
+            "-n", fabric, "link", "set", "hostlink", "master", "br0", "up",
+        ])?;
         ip(["addr", "add", &format!("{ip_addr}/16"), "dev", &host])?;
         ip(["link", "set", &host, "up"])?;
         Ok(())
