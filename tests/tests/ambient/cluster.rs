@@ -1,0 +1,452 @@
+//! The cluster: control plane, one ztunnel and one agent per node, pods, sidecars.
+
+// Two test targets include this with different needs: what one leaves
+// unused the other uses.
+#![allow(unreachable_pub, dead_code, unused_imports)]
+
+use std::{
+    collections::BTreeMap,
+    ffi::OsString,
+    io::Read as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use super::*;
+
+// === the cluster ===
+
+/// One node's processes and sockets.
+pub struct Node {
+    pub name: &'static str,
+    /// The ztunnel's admin endpoint (`/metrics`, `/config_dump`, `/healthz/ready`).
+    pub admin: SocketAddr,
+    pub handoff_socket: PathBuf,
+    pub agent_socket: PathBuf,
+    pub ztunnel: Option<Process>,
+    pub agent: Option<Process>,
+}
+
+/// Everything the ambient tests share. See the module docs.
+pub struct Cluster {
+    pub bins: &'static Binaries,
+    pub root: PathBuf,
+    pub config_dir: PathBuf,
+    pub ca_root: PathBuf,
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    pub control: Option<Process>,
+    pub nodes: Vec<Node>,
+    pub echo: Vec<EchoServer>,
+    pub pods: BTreeMap<&'static str, TestPod>,
+    /// Sidecar processes started by [`Cluster::start_sidecar`].
+    pub sidecars: Vec<Process>,
+    net: Option<TestNet>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// Creates the namespaces and the configuration, starts the control
+    /// plane and both nodes' ztunnel and agent, starts the echo servers and
+    /// runs the CNI plugin's ADD for every pod.
+    pub fn start() -> Cluster {
+        let bins = binaries();
+        let dir = tempfile::Builder::new()
+            .prefix("braid-ambient-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let root = dir.path().to_path_buf();
+        let net = TestNet::new("amb").expect("create the test network");
+        let mut c = Cluster {
+            bins,
+            config_dir: root.join("config"),
+            ca_root: root.join("ca").join("root-cert.pem"),
+            xds: SocketAddr::from((HOST, free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            root,
+            control: None,
+            nodes: Vec::new(),
+            echo: Vec::new(),
+            pods: BTreeMap::new(),
+            sidecars: Vec::new(),
+            net: None,
+            dir: Some(dir),
+        };
+        for def in &PODS {
+            let pod = net.add_pod(def.name, def.ip).expect("add a pod namespace");
+            c.pods.insert(def.name, pod);
+        }
+        net.add_host_link(HOST)
+            .expect("plug the host into the bridge");
+        c.net = Some(net);
+
+        std::fs::create_dir_all(&c.config_dir).expect("create the config directory");
+        for (file, text) in base_config() {
+            c.write_config(file, &text);
+        }
+        c.start_control_plane();
+        for node in NODES {
+            c.start_node(node);
+        }
+        for def in &PODS {
+            if let Some(port) = def.port {
+                let server = EchoServer::start(c.pod(def.name), port);
+                c.echo.push(server);
+            }
+        }
+        for def in &PODS {
+            c.cni_add(def);
+        }
+        c
+    }
+
+    /// The pod named `name`.
+    pub fn pod(&self, name: &str) -> &TestPod {
+        self.pods
+            .get(name)
+            .unwrap_or_else(|| panic!("no pod {name}"))
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.log"))
+    }
+
+    /// Starts `braid-control` on two loopback ports picked here; picks
+    /// again if another process took one of them in the meantime.
+    fn start_control_plane(&mut self) {
+        let log = self.log("braid-control");
+        for attempt in 1..=3 {
+            if attempt > 1 {
+                self.xds = SocketAddr::from((HOST, free_port()));
+                self.admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            }
+            let args: Vec<OsString> = vec![
+                "--config-dir".into(),
+                self.config_dir.clone().into(),
+                "--xds-listen".into(),
+                self.xds.to_string().into(),
+                "--admin-listen".into(),
+                self.admin.to_string().into(),
+                "--ca-dir".into(),
+                self.root.join("ca").into(),
+                "--debounce-ms".into(),
+                "20".into(),
+                "--max-debounce-ms".into(),
+                "200".into(),
+            ];
+            let mut control = Process::start(
+                "braid-control",
+                &self.bins.control,
+                args,
+                child_env("info"),
+                log.clone(),
+            );
+            let (admin, ca_root) = (self.admin, self.ca_root.clone());
+            let mut clash = false;
+            let (ready, _) = eventually("braid-control /ready", Duration::from_secs(20), || {
+                if let Err(exited) = control.check_running() {
+                    assert!(exited.contains("in use"), "{exited}");
+                    clash = true;
+                    return Ok(false);
+                }
+                match http_get(admin, "/ready") {
+                    Ok((200, _)) if ca_root.is_file() => Ok(true),
+                    Ok((status, body)) => Err(format!("/ready: {status} {body}")),
+                    Err(e) => Err(format!("/ready: {e}")),
+                }
+            });
+            if ready {
+                self.control = Some(control);
+                let errors = self.config_errors();
+                assert!(
+                    errors.trim() == "[]",
+                    "the fixture's configuration has errors: {errors}"
+                );
+                return;
+            }
+            eprintln!("ambient e2e: braid-control's port was taken (clash: {clash}); retrying");
+        }
+        panic!(
+            "braid-control could not bind its ports in 3 attempts; see {}",
+            log.display()
+        );
+    }
+
+    fn start_node(&mut self, node: &'static str) {
+        let dir = self.root.join(node);
+        std::fs::create_dir_all(&dir).expect("create the node directory");
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, node_token(node)).expect("write the node token");
+        let handoff_socket = dir.join("ztunnel.sock");
+        let agent_socket = dir.join("cni.sock");
+        let control_plane = format!("http://{}", self.xds);
+        // Two ztunnels share this host: each gets its own loopback ports.
+        let port = || format!("127.0.0.1:{}", free_port());
+        let admin: SocketAddr = port().parse().expect("a loopback address");
+
+        let ztunnel_args: Vec<OsString> = vec![
+            "ztunnel".into(),
+            "--admin-listen".into(),
+            admin.to_string().into(),
+            "--metrics-listen".into(),
+            port().into(),
+            "--readiness-listen".into(),
+            port().into(),
+            "--node".into(),
+            node.into(),
+            "--control-plane".into(),
+            control_plane.clone().into(),
+            "--ca-root".into(),
+            self.ca_root.clone().into(),
+            "--token-file".into(),
+            token_file.clone().into(),
+            "--handoff-socket".into(),
+            handoff_socket.clone().into(),
+        ];
+        let mut ztunnel = Process::start(
+            &format!("ztunnel {node}"),
+            &self.bins.proxy,
+            ztunnel_args,
+            child_env("debug"),
+            self.log(&format!("ztunnel-{node}")),
+        );
+        eventually(
+            &format!("the {node} ztunnel's hand-off socket"),
+            Duration::from_secs(20),
+            || {
+                ztunnel.assert_running();
+                handoff_socket
+                    .exists()
+                    .then_some(())
+                    .ok_or_else(|| format!("{} does not exist", handoff_socket.display()))
+            },
+        );
+
+        let agent_args: Vec<OsString> = vec![
+            "agent".into(),
+            "--node".into(),
+            node.into(),
+            "--socket".into(),
+            agent_socket.clone().into(),
+            "--ztunnel-socket".into(),
+            handoff_socket.clone().into(),
+            "--state-dir".into(),
+            dir.join("cni-state").into(),
+            "--control-plane".into(),
+            control_plane.into(),
+            "--ca-root".into(),
+            self.ca_root.clone().into(),
+            "--token-file".into(),
+            token_file.into(),
+        ];
+        let mut agent = Process::start(
+            &format!("agent {node}"),
+            &self.bins.cni,
+            agent_args,
+            child_env("debug"),
+            self.log(&format!("agent-{node}")),
+        );
+        eventually(
+            &format!("the {node} agent's plugin socket"),
+            Duration::from_secs(20),
+            || {
+                agent.assert_running();
+                agent_socket
+                    .exists()
+                    .then_some(())
+                    .ok_or_else(|| format!("{} does not exist", agent_socket.display()))
+            },
+        );
+        self.nodes.push(Node {
+            name: node,
+            admin,
+            handoff_socket,
+            agent_socket,
+            ztunnel: Some(ztunnel),
+            agent: Some(agent),
+        });
+    }
+
+    /// Runs the `braid-cni` plugin binary with `command` for the pod named
+    /// `name`, against its node's agent.
+    pub fn cni(&self, command: &str, name: &str) -> CniOutcome {
+        let def = pod_def(name);
+        let socket = self
+            .nodes
+            .iter()
+            .find(|n| n.name == def.node)
+            .map(|n| n.agent_socket.clone())
+            .expect("the pod's node");
+        run_cni(&self.bins.cni, command, &socket, &def, self.pod(name))
+    }
+
+    /// Runs the plugin's ADD for `def` and checks that the runtime gets the
+    /// previous result back.
+    fn cni_add(&mut self, def: &PodDef) {
+        let out = self.cni("ADD", def.name);
+        assert_eq!(
+            out.code, 0,
+            "CNI ADD of {}/{} failed: {out:?}",
+            def.namespace, def.name
+        );
+        let result: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+            panic!("CNI ADD of {}: stdout is not JSON ({e}): {out:?}", def.name)
+        });
+        assert_eq!(
+            result,
+            prev_result(def, self.pod(def.name)),
+            "CNI ADD of {} must pass the previous result through",
+            def.name
+        );
+    }
+
+    /// Writes a configuration file atomically (a hidden temporary file,
+    /// which the control plane ignores, renamed into place).
+    pub fn write_config(&self, file: &str, text: &str) {
+        let tmp = self.config_dir.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).expect("write a config file");
+        std::fs::rename(&tmp, self.config_dir.join(file)).expect("rename a config file");
+    }
+
+    /// Deletes a configuration file.
+    pub fn remove_config(&self, file: &str) {
+        std::fs::remove_file(self.config_dir.join(file)).expect("remove a config file");
+    }
+
+    /// The control plane's `/debug/config-errors` body.
+    pub fn config_errors(&self) -> String {
+        match http_get(self.admin, "/debug/config-errors") {
+            Ok((_, body)) => body,
+            Err(e) => format!("(cannot read /debug/config-errors: {e})"),
+        }
+    }
+
+    /// `Err` naming every process we started that is no longer running.
+    pub fn check_processes(&mut self) -> Result<(), String> {
+        let mut dead = Vec::new();
+        let procs = self.control.iter_mut().chain(
+            self.nodes
+                .iter_mut()
+                .flat_map(|n| n.ztunnel.iter_mut().chain(n.agent.iter_mut())),
+        );
+        for p in procs {
+            if let Err(e) = p.check_running() {
+                dead.push(e);
+            }
+        }
+        if dead.is_empty() {
+            Ok(())
+        } else {
+            Err(dead.join("\n"))
+        }
+    }
+
+    /// Panics naming every process we started that is no longer running.
+    pub fn assert_processes(&mut self) {
+        if let Err(e) = self.check_processes() {
+            panic!("{e}");
+        }
+    }
+
+    /// Runs `braid-proxy init` and then `braid-proxy sidecar` inside the
+    /// sidecar pod `name`, as its init container and sidecar container
+    /// would; the sidecar reaches the control plane over the host link.
+    pub fn start_sidecar(&mut self, name: &str) {
+        let def = pod_def(name);
+        let pod = self.pod(name).clone();
+        let in_pod = |args: &[&str]| -> Vec<OsString> {
+            let mut all: Vec<OsString> =
+                vec!["netns".into(), "exec".into(), pod.netns_name.clone().into()];
+            all.push(self.bins.proxy.clone().into());
+            all.extend(args.iter().map(OsString::from));
+            all
+        };
+        let out = std::process::Command::new("ip")
+            .args(in_pod(&["init"]))
+            .output()
+            .expect("run braid-proxy init");
+        assert!(
+            out.status.success(),
+            "init in {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token_file = self.root.join(format!("{name}.token"));
+        std::fs::write(&token_file, pod_token(name)).expect("write the pod token");
+        let args = in_pod(&[
+            "sidecar",
+            "--pod",
+            &format!("{}/{name}", def.namespace),
+            "--control-plane",
+            &format!("http://{}", self.xds),
+            "--ca-root",
+            &self.ca_root.display().to_string(),
+            "--token-file",
+            &token_file.display().to_string(),
+        ]);
+        let sidecar = Process::start(
+            &format!("sidecar {name}"),
+            Path::new("ip"),
+            args,
+            child_env("debug"),
+            self.log(&format!("sidecar-{name}")),
+        );
+        self.sidecars.push(sidecar);
+    }
+
+    /// The ztunnel process of `node`.
+    pub fn ztunnel(&mut self, node: &str) -> &mut Process {
+        self.node_mut(node)
+            .ztunnel
+            .as_mut()
+            .expect("the node's ztunnel")
+    }
+
+    fn all_logs(&self) -> Vec<PathBuf> {
+        let mut logs = vec![self.log("braid-control")];
+        for node in NODES {
+            logs.push(self.log(&format!("ztunnel-{node}")));
+            logs.push(self.log(&format!("agent-{node}")));
+        }
+        logs
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let keep = std::env::var_os("BRAID_E2E_KEEP").is_some();
+        if std::thread::panicking() {
+            for log in self.all_logs().iter().filter(|l| l.exists()) {
+                eprintln!(
+                    "===== {} (last 80 lines) =====\n{}",
+                    log.display(),
+                    tail(log, 80)
+                );
+            }
+        }
+        // Agents and ztunnels first (reverse start order), then the control
+        // plane; each by its own PID.
+        self.sidecars.clear();
+        for node in self.nodes.iter_mut().rev() {
+            drop(node.agent.take());
+            drop(node.ztunnel.take());
+        }
+        drop(self.control.take());
+        self.echo.clear();
+        self.pods.clear();
+        // Deletes every namespace it created.
+        drop(self.net.take());
+        if let Some(dir) = self.dir.take()
+            && keep
+        {
+            eprintln!("ambient e2e: keeping {}", dir.keep().display());
+        }
+    }
+}
