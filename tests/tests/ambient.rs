@@ -493,6 +493,17 @@ fn a_label_switch_to_none_releases_the_pod(c: &mut Cluster) {
 /// ztunnels) reach each other over HBONE, each side presenting its own
 /// identity; a pod outside the mesh reaches the sidecar pod in plaintext.
 fn sidecar_and_ambient_pods_talk_over_hbone(c: &mut Cluster) {
+    // The agents run with --sidecar-rules: CNI ADD already installed the
+    // sidecar pod's rules (and `init` below leaves them as they are).
+    let rules = c
+        .pod("orders")
+        .exec("iptables-save", ["-t", "nat"])
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        rules.contains("BRAID_OUTPUT") && rules.contains("--to-ports 15001"),
+        "the CNI plugin installed the sidecar pod's rules:\n{rules}"
+    );
     c.start_sidecar("orders");
     let orders_def = pod_def("orders");
     let (client_def, api_def) = (pod_def("client"), pod_def("api"));

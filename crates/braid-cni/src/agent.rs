@@ -19,7 +19,7 @@ use std::{
 };
 
 pub use modes::{FixedModes, ModeError, ModeSource, WorkloadMode, XdsModes, resolve};
-pub use redirect::{CaptureRedirect, Redirect, RedirectError};
+pub use redirect::{CaptureRedirect, Redirect, RedirectError, RuleKind};
 pub use state::{PodRecord, StateDir, StateError};
 
 use self::ztunnel::{Delivery, ZtunnelLink};
@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// How long an ADD waits for the control plane to know the pod.
     pub mode_wait: Duration,
+    /// Install the sidecar redirect rules in pods that run a braid-proxy
+    /// sidecar, so they need no init container (`--sidecar-rules`).
+    pub sidecar_rules: bool,
 }
 
 /// The agent; cheap to share (`Arc` inside).
@@ -218,13 +221,23 @@ impl Agent {
 
     async fn add(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let workload = request.workload();
-        if !self.captured(&workload).await? {
-            tracing::debug!(%workload, "not ambient; nothing to do");
-            return Ok(());
-        }
         let path = PathBuf::from(&request.netns);
+        match self.treatment(&workload).await? {
+            Treatment::Nothing => {
+                tracing::debug!(%workload, "not ambient; nothing to do");
+                return Ok(());
+            }
+            Treatment::SidecarRules => {
+                let netns = open_pod_netns(&workload, &path)?;
+                self.redirect(&workload, &netns, |r, fd| r.install(fd, RuleKind::Sidecar))
+                    .await?;
+                tracing::info!(%workload, "sidecar redirect rules installed");
+                return Ok(());
+            }
+            Treatment::Capture => {}
+        }
         let netns = open_pod_netns(&workload, &path)?;
-        self.redirect(&workload, &netns, |r, fd| r.install(fd))
+        self.redirect(&workload, &netns, |r, fd| r.install(fd, RuleKind::Ambient))
             .await?;
         let pod = PodRecord {
             uid: request.uid().to_string(),
@@ -264,19 +277,31 @@ impl Agent {
 
     async fn check(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let workload = request.workload();
-        if !self.captured(&workload).await? {
-            return Ok(());
-        }
-        if self.inner.state.load(request.uid())?.is_none() {
-            return Err(AgentError::NotCaptured(workload));
-        }
+        let kind = match self.treatment(&workload).await? {
+            Treatment::Nothing => return Ok(()),
+            Treatment::SidecarRules => RuleKind::Sidecar,
+            Treatment::Capture => {
+                if self.inner.state.load(request.uid())?.is_none() {
+                    return Err(AgentError::NotCaptured(workload));
+                }
+                RuleKind::Ambient
+            }
+        };
         let netns = open_pod_netns(&workload, Path::new(&request.netns))?;
-        self.redirect(&workload, &netns, |r, fd| r.check(fd)).await
+        self.redirect(&workload, &netns, move |r, fd| r.check(fd, kind))
+            .await
     }
 
-    async fn captured(&self, workload: &str) -> Result<bool, AgentError> {
+    /// What the agent does for `workload`'s pod.
+    async fn treatment(&self, workload: &str) -> Result<Treatment, AgentError> {
         let mode = resolve(&*self.inner.modes, workload, self.inner.config.mode_wait).await?;
-        Ok(mode.captured())
+        Ok(if mode.captured() {
+            Treatment::Capture
+        } else if mode.has_sidecar && self.inner.config.sidecar_rules {
+            Treatment::SidecarRules
+        } else {
+            Treatment::Nothing
+        })
     }
 
     /// Runs a blocking rule operation on the blocking pool.
@@ -284,7 +309,9 @@ impl Agent {
         &self,
         workload: &str,
         netns: &OwnedFd,
-        op: fn(&dyn Redirect, std::os::fd::BorrowedFd<'_>) -> Result<(), RedirectError>,
+        op: impl FnOnce(&dyn Redirect, std::os::fd::BorrowedFd<'_>) -> Result<(), RedirectError>
+        + Send
+        + 'static,
     ) -> Result<(), AgentError> {
         let fail = |source| AgentError::Redirect {
             workload: workload.to_string(),
@@ -307,6 +334,16 @@ impl Agent {
             })?
             .map_err(fail)
     }
+}
+
+/// What the agent does for a pod.
+enum Treatment {
+    /// Ambient: in-pod rules and the hand-off to the ztunnel.
+    Capture,
+    /// A sidecar pod, with `--sidecar-rules`: its redirect rules only.
+    SidecarRules,
+    /// Anything else.
+    Nothing,
 }
 
 /// Opens a network namespace file (`/var/run/netns/…` or `/proc/N/ns/net`).

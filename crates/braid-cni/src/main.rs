@@ -51,6 +51,10 @@ struct AgentArgs {
     /// Seconds an ADD waits for the control plane to know the pod.
     #[arg(long, default_value = "10")]
     mode_wait_secs: u64,
+    /// Install the sidecar redirect rules in pods with a braid-proxy sidecar
+    /// (so they need no `braid-proxy init` container).
+    #[arg(long)]
+    sidecar_rules: bool,
     /// Tests only: take modes from a JSON map {"ns/pod": "ambient"} instead of xDS.
     #[arg(long, hide = true, value_name = "FILE")]
     mode_file: Option<PathBuf>,
@@ -113,6 +117,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         ztunnel_socket: args.ztunnel_socket,
         state_dir: args.state_dir,
         mode_wait: Duration::from_secs(args.mode_wait_secs),
+        sidecar_rules: args.sidecar_rules,
     };
     let agent = Agent::new(config, modes, Arc::new(CaptureRedirect))?;
     tracing::info!(node = %args.node, "braid-cni agent starting");

@@ -246,6 +246,9 @@ impl Cluster {
             self.ca_root.clone().into(),
             "--token-file".into(),
             token_file.into(),
+            // Sidecar pods get their rules from the plugin too (init is
+            // then a no-op).
+            "--sidecar-rules".into(),
         ];
         let mut agent = Process::start(
             &format!("agent {node}"),

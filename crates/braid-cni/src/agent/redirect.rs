@@ -4,19 +4,38 @@
 
 use std::os::fd::BorrowedFd;
 
+/// Which rules a pod gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// In-pod rules for an ambient pod (the ztunnel's sockets are marked).
+    Ambient,
+    /// A sidecar pod's rules, installed by the plugin instead of an init
+    /// container (`--sidecar-rules`).
+    Sidecar,
+}
+
+impl RuleKind {
+    fn config(self) -> braid_capture::rules::RedirectConfig {
+        match self {
+            RuleKind::Ambient => braid_capture::rules::RedirectConfig::ambient(),
+            RuleKind::Sidecar => braid_capture::rules::RedirectConfig::sidecar(),
+        }
+    }
+}
+
 /// Installs, removes and verifies a pod's redirect rules inside its network
 /// namespace. Calls block (they enter the namespace and run iptables); the
 /// agent runs them on the blocking thread pool.
 pub trait Redirect: Send + Sync + 'static {
-    /// Installs the ambient redirect rules; idempotent (the runtime retries
+    /// Installs `kind`'s redirect rules; idempotent (the runtime retries
     /// ADDs).
-    fn install(&self, netns: BorrowedFd<'_>) -> Result<(), RedirectError>;
+    fn install(&self, netns: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError>;
 
     /// Removes them; no rules is fine.
     fn remove(&self, netns: BorrowedFd<'_>) -> Result<(), RedirectError>;
 
-    /// Fails unless exactly the expected rules are present.
-    fn check(&self, netns: BorrowedFd<'_>) -> Result<(), RedirectError>;
+    /// Fails unless exactly `kind`'s rules are present.
+    fn check(&self, netns: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError>;
 }
 
 /// A redirect operation failed.
@@ -29,8 +48,8 @@ pub struct RedirectError {
     pub reason: String,
 }
 
-/// The real rules, written by `braid-capture` with
-/// `RedirectConfig::ambient()`.
+/// The real rules, written by `braid-capture` (`RedirectConfig::ambient()`
+/// or `sidecar()`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CaptureRedirect;
 
@@ -52,9 +71,9 @@ impl CaptureRedirect {
 }
 
 impl Redirect for CaptureRedirect {
-    fn install(&self, netns: BorrowedFd<'_>) -> Result<(), RedirectError> {
+    fn install(&self, netns: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError> {
         Self::with_netns("install", netns, |ns| {
-            braid_capture::rules::install(ns, &braid_capture::rules::RedirectConfig::ambient())
+            braid_capture::rules::install(ns, &kind.config())
         })
     }
 
@@ -62,9 +81,9 @@ impl Redirect for CaptureRedirect {
         Self::with_netns("remove", netns, braid_capture::rules::remove)
     }
 
-    fn check(&self, netns: BorrowedFd<'_>) -> Result<(), RedirectError> {
+    fn check(&self, netns: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError> {
         Self::with_netns("check", netns, |ns| {
-            braid_capture::rules::check(ns, &braid_capture::rules::RedirectConfig::ambient())
+            braid_capture::rules::check(ns, &kind.config())
         })
     }
 }

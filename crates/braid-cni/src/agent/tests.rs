@@ -20,14 +20,20 @@ struct FakeRedirect {
 }
 
 impl Redirect for FakeRedirect {
-    fn install(&self, _: BorrowedFd<'_>) -> Result<(), RedirectError> {
-        self.record("install")
+    fn install(&self, _: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError> {
+        self.record(match kind {
+            RuleKind::Ambient => "install",
+            RuleKind::Sidecar => "install sidecar",
+        })
     }
     fn remove(&self, _: BorrowedFd<'_>) -> Result<(), RedirectError> {
         self.record("remove")
     }
-    fn check(&self, _: BorrowedFd<'_>) -> Result<(), RedirectError> {
-        self.record("check")
+    fn check(&self, _: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError> {
+        self.record(match kind {
+            RuleKind::Ambient => "check",
+            RuleKind::Sidecar => "check sidecar",
+        })
     }
 }
 
@@ -51,6 +57,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+fn fixture_with(sidecar_rules: bool) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let mode = |mode, has_sidecar| WorkloadMode { mode, has_sidecar };
     let modes = FixedModes::new(BTreeMap::from([
@@ -69,6 +79,7 @@ fn fixture() -> Fixture {
         ztunnel_socket: dir.path().join("ztunnel.sock"),
         state_dir: dir.path().join("state"),
         mode_wait: Duration::from_millis(50),
+        sidecar_rules,
     };
     let redirect = Arc::new(FakeRedirect::default());
     let ztunnel_socket = config.ztunnel_socket.clone();
@@ -249,6 +260,7 @@ async fn a_pod_that_leaves_ambient_mode_is_released() {
         ztunnel_socket: dir.path().join("ztunnel.sock"),
         state_dir: dir.path().join("state"),
         mode_wait: Duration::from_millis(50),
+        sidecar_rules: false,
     };
     let mut events = ztunnel(&config.ztunnel_socket);
     let redirect = Arc::new(FakeRedirect::default());
@@ -287,4 +299,30 @@ async fn a_pod_that_leaves_ambient_mode_is_released() {
     released.await.expect("record deleted within 10s");
     assert_eq!(redirect.calls(), ["install", "remove"]);
     running.abort();
+}
+
+#[tokio::test]
+async fn with_sidecar_rules_a_sidecar_pod_gets_its_rules_and_no_capture() {
+    let f = fixture_with(true);
+    f.agent
+        .handle(&request(Command::Add, "side-0", "s1"))
+        .await
+        .expect("add");
+    f.agent
+        .handle(&request(Command::Check, "side-0", "s1"))
+        .await
+        .expect("check");
+    assert_eq!(f.redirect.calls(), ["install sidecar", "check sidecar"]);
+    assert!(
+        f.agent.inner.state.load("s1").expect("load").is_none(),
+        "not handed to the ztunnel"
+    );
+    // Without the flag, a sidecar pod is left alone (its init container
+    // installs the rules).
+    let f = fixture();
+    f.agent
+        .handle(&request(Command::Add, "side-0", "s1"))
+        .await
+        .expect("add");
+    assert!(f.redirect.calls().is_empty());
 }
