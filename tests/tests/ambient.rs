@@ -101,6 +101,7 @@ fn ambient_mesh_end_to_end() {
     let t = Instant::now();
     telemetry_shows_identities(&c);
     step("3b: metrics, access log, config dump", t);
+    report_memory(&mut c);
 
     let t = Instant::now();
     sidecar_and_ambient_pods_talk_over_hbone(&mut c);
@@ -542,6 +543,25 @@ fn sidecar_and_ambient_pods_talk_over_hbone(c: &mut Cluster) {
 
     // Outside the mesh → sidecar pod, plaintext under PERMISSIVE.
     echo(c.pod("legacy"), to_orders).unwrap_or_else(|e| panic!("legacy -> orders: {e}"));
+}
+
+/// Prints each ztunnel's resident memory, for the record (the bench owns
+/// the targets; this only makes the number visible with --nocapture).
+fn report_memory(c: &mut Cluster) {
+    for node in ["node-a", "node-b"] {
+        let rss = c
+            .ztunnel(node)
+            .pid()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("ambient e2e:   {node} ztunnel RSS {rss} (debug build)");
+    }
 }
 
 /// The value of the first series starting with `prefix` (0 when absent).
