@@ -560,7 +560,7 @@ fn report_memory(c: &mut Cluster) {
                     .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
-        eprintln!("ambient e2e:   {node} ztunnel RSS {rss} (debug build)");
+        eprintln!("ambient e2e:   {node} ztunnel RSS {rss}");
     }
 }
 
