@@ -39,3 +39,37 @@ pub(crate) fn selector_labels(
     }
     Ok(Some(selector.match_labels.clone()))
 }
+
+/// What every namespaced Braid policy starts with.
+pub(crate) struct PolicyScope {
+    /// `metadata.name` (required).
+    pub(crate) name: String,
+    /// `metadata.namespace`, `default` when absent.
+    pub(crate) namespace: String,
+    /// The selector's labels; `None` selects the whole namespace.
+    pub(crate) selector: Option<BTreeMap<String, String>>,
+}
+
+/// Reads a policy's [`PolicyScope`]; errors name the field.
+pub(crate) fn policy_scope(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    selector: Option<&WorkloadSelector>,
+) -> Result<PolicyScope, FieldError> {
+    let name = match metadata.name.as_deref() {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => return Err(FieldError::new("metadata.name", "is required")),
+    };
+    let namespace = match metadata.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => ns.to_string(),
+        _ => crate::DEFAULT_NAMESPACE.to_string(),
+    };
+    let selector = match selector {
+        Some(selector) => selector_labels(selector)?,
+        None => None,
+    };
+    Ok(PolicyScope {
+        name,
+        namespace,
+        selector,
+    })
+}

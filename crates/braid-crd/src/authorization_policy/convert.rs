@@ -8,7 +8,7 @@
 use braid_model::k8s::FieldError;
 
 use super::{AuthorizationPolicy, Destination, Rule, Source};
-use crate::{DEFAULT_NAMESPACE, selector::selector_labels};
+use crate::selector::{PolicyScope, policy_scope};
 
 const SPIFFE_SCHEME: &str = "spiffe://";
 
@@ -25,19 +25,12 @@ impl TryFrom<&AuthorizationPolicy> for braid_model::AuthorizationPolicy {
     /// `default`; errors name the first invalid field
     /// (`spec.rules[0].to.ports[1]`).
     fn try_from(crd: &AuthorizationPolicy) -> Result<Self, FieldError> {
-        let name = match crd.metadata.name.as_deref() {
-            Some(name) if !name.is_empty() => name.to_string(),
-            _ => return Err(FieldError::new("metadata.name", "is required")),
-        };
-        let namespace = match crd.metadata.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => ns.to_string(),
-            _ => DEFAULT_NAMESPACE.to_string(),
-        };
         let spec = &crd.spec;
-        let selector = match &spec.selector {
-            Some(selector) => selector_labels(selector)?,
-            None => None,
-        };
+        let PolicyScope {
+            name,
+            namespace,
+            selector,
+        } = policy_scope(&crd.metadata, spec.selector.as_ref())?;
         let rules = spec
             .rules
             .iter()

@@ -7,7 +7,7 @@
 use braid_model::k8s::FieldError;
 
 use super::PeerAuthentication;
-use crate::{DEFAULT_NAMESPACE, selector::selector_labels};
+use crate::selector::{PolicyScope, policy_scope};
 
 // === impl PeerAuthentication ===
 
@@ -18,18 +18,11 @@ impl TryFrom<&PeerAuthentication> for braid_model::PeerAuthentication {
     /// `default`; errors name the first invalid field
     /// (`spec.selector.matchExpressions`).
     fn try_from(crd: &PeerAuthentication) -> Result<Self, FieldError> {
-        let name = match crd.metadata.name.as_deref() {
-            Some(name) if !name.is_empty() => name.to_string(),
-            _ => return Err(FieldError::new("metadata.name", "is required")),
-        };
-        let namespace = match crd.metadata.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => ns.to_string(),
-            _ => DEFAULT_NAMESPACE.to_string(),
-        };
-        let selector = match &crd.spec.selector {
-            Some(selector) => selector_labels(selector)?,
-            None => None,
-        };
+        let PolicyScope {
+            name,
+            namespace,
+            selector,
+        } = policy_scope(&crd.metadata, crd.spec.selector.as_ref())?;
         Ok(Self {
             name,
             namespace,
