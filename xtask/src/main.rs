@@ -31,6 +31,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cluster;
 mod codegen;
+mod disk;
 mod quickstart;
 mod test;
 

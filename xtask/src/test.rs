@@ -33,6 +33,13 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         ensure_go()?;
         ensure_network_tools()
     })?;
+    step("target dir budget", &mut || {
+        let target = crate::disk::target_dir(root);
+        for removed in crate::disk::trim(&target, crate::disk::TARGET_BUDGET)? {
+            eprintln!("removed {removed}");
+        }
+        Ok(())
+    })?;
     if !args.no_lint {
         step("cargo fmt --check", &mut || {
             cargo(root, &["fmt", "--all", "--", "--check"])
