@@ -32,7 +32,12 @@ pub(crate) fn trim(target: &Path, budget: u64) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     let steps: [&[&str]; 2] = [
         &["debug/incremental"],
-        &["debug/deps", "debug/build", "debug/examples", "debug/.fingerprint"],
+        &[
+            "debug/deps",
+            "debug/build",
+            "debug/examples",
+            "debug/.fingerprint",
+        ],
     ];
     for step in steps {
         let size = dir_size(target)?;
