@@ -14,6 +14,9 @@
 #[path = "ambient/support.rs"]
 mod support;
 
+#[path = "sidecar/l7.rs"]
+mod l7;
+
 use std::{
     ffi::OsString,
     net::{Ipv4Addr, SocketAddr},
@@ -28,6 +31,13 @@ use support::{
 };
 
 const ECHO_PORT: u16 = 8080;
+/// HTTP/1.1 and HTTP/2 on one port (back and old).
+const HTTP_PORT: u16 = 8081;
+/// A server-first protocol (back).
+const GREETING_PORT: u16 = 2525;
+/// Service `back`'s virtual IP: port 80 (`http`) and 9090 (`grpc`) to
+/// HTTP_PORT, 25 (`mail`, nothing declared) to GREETING_PORT.
+const BACK_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 11);
 
 /// (pod, namespace, service account, ip, mode label, has a sidecar)
 const PODS: [(&str, &str, &str, Ipv4Addr, &str, bool); 3] = [
@@ -78,6 +88,9 @@ fn config(dir: &Path) -> anyhow::Result<()> {
             ));
         }
     }
+    docs.push(format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: back\n  namespace: shop\nspec:\n  clusterIP: {BACK_VIP}\n  selector:\n    app: back\n  ports:\n  - name: http\n    port: 80\n    targetPort: {HTTP_PORT}\n  - name: grpc\n    port: 9090\n    targetPort: {HTTP_PORT}\n  - name: mail\n    port: 25\n    targetPort: {GREETING_PORT}\n"
+    ));
     std::fs::write(dir.join("mesh.yaml"), docs.join("---\n"))?;
     Ok(())
 }
@@ -122,6 +135,9 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
         .iter()
         .map(|p| EchoServer::start(p, ECHO_PORT))
         .collect();
+    let back_http = l7::start_http_server(back, HTTP_PORT)?;
+    l7::start_http_server(old, HTTP_PORT)?;
+    l7::start_greeting_server(back, GREETING_PORT)?;
 
     // The control plane listens on the host link, where the pods reach it.
     let xds = SocketAddr::from((HOST, free_port()));
@@ -171,6 +187,8 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
         let token_file = dir.path().join(format!("{}.token", pod.name));
+        // front logs JSON, so its per-request access log can be parsed.
+        let log_format = if i == 0 { "json" } else { "text" };
         std::fs::write(&token_file, pod_token(&pod.name))?;
         let (program, args) = in_pod(
             pod,
@@ -184,6 +202,8 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
                 &ca_root,
                 "--token-file",
                 &token_file.display().to_string(),
+                "--log-format",
+                log_format,
             ],
         );
         processes.push(Process::start(
@@ -234,8 +254,161 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
         || echo(front, to_back).map_err(|e| format!("{e}")),
     );
 
+    check_http(front, back, old, &back_http)?;
+    check_access_log(&dir.path().join("sidecar-front.log"))?;
+
     for process in processes.iter_mut().rev() {
         process.stop();
     }
+    Ok(())
+}
+
+/// HTTP through front's sidecar: HTTP/1.1 keep-alive and chunked, gRPC over
+/// HTTP/2 with trailers, an upgrade, a server-first protocol without a
+/// stall, upstream connection reuse, and request metrics with identities.
+fn check_http(
+    front: &TestPod,
+    back: &TestPod,
+    old: &TestPod,
+    back_http: &std::sync::atomic::AtomicUsize,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+
+    let vip_http = SocketAddr::from((BACK_VIP, 80));
+    let back_ip_http = SocketAddr::from((back.ip, HTTP_PORT));
+    let (answers, _) = eventually(
+        "front -> back over HTTP/1.1 (VIP)",
+        Duration::from_secs(10),
+        || {
+            l7::http1(
+                front,
+                vip_http,
+                &["/hello", "/chunked", "/hello", "/missing"],
+            )
+            .map_err(|e| format!("{e:#}"))
+        },
+    );
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    anyhow::ensure!(statuses == [200, 200, 200, 404], "statuses {statuses:?}");
+    anyhow::ensure!(
+        answers[0].body == "hello from back over HTTP/1.1\n",
+        "body {:?}",
+        answers[0].body
+    );
+    let chunked = (0..5).map(|i| format!("part {i}\n")).collect::<String>();
+    anyhow::ensure!(
+        answers[1].body == chunked,
+        "chunked body {:?}",
+        answers[1].body
+    );
+
+    // gRPC (HTTP/2 prior knowledge) on the port declared `grpc`.
+    let grpc = l7::grpc(front, SocketAddr::from((BACK_VIP, 9090)))?;
+    anyhow::ensure!(grpc.status == 200, "gRPC status {}", grpc.status);
+    let trailers = grpc.trailers.unwrap_or_default();
+    anyhow::ensure!(
+        trailers.get("grpc-status").is_some_and(|v| v == "0")
+            && trailers
+                .get("grpc-message")
+                .is_some_and(|v| v == "got 10 bytes"),
+        "gRPC trailers {trailers:?}"
+    );
+
+    // An upgrade (what WebSocket does) by pod IP, where nothing is declared.
+    l7::upgrade(front, back_ip_http)?;
+
+    // A server-first protocol, declared nowhere: its greeting must not wait
+    // for the client (the sniffing timeout is 5 s).
+    for to in [
+        SocketAddr::from((back.ip, GREETING_PORT)),
+        SocketAddr::from((BACK_VIP, 25)),
+    ] {
+        let took = l7::greeting(front, to)?;
+        anyhow::ensure!(
+            took < Duration::from_secs(1),
+            "the greeting from {to} took {took:?}"
+        );
+    }
+
+    // Upstream reuse: three client connections, one request each, reach
+    // back's application over at most one new connection.
+    let before = back_http.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let answers = l7::http1(front, back_ip_http, &["/hello"])?;
+        anyhow::ensure!(answers[0].status == 200, "status {}", answers[0].status);
+    }
+    let opened = back_http.load(Ordering::SeqCst) - before;
+    anyhow::ensure!(opened <= 1, "3 client connections opened {opened} upstream");
+
+    // Outside the mesh, both ways: plaintext HTTP, no identities.
+    let to_old = SocketAddr::from((old.ip, HTTP_PORT));
+    let answers = l7::http1(front, to_old, &["/hello"])?;
+    anyhow::ensure!(
+        answers[0].body == "hello from old over HTTP/1.1\n",
+        "{answers:?}"
+    );
+    let answers = l7::http1(old, back_ip_http, &["/hello"])?;
+    anyhow::ensure!(answers[0].status == 200, "old -> back: {answers:?}");
+
+    // Request metrics on front's sidecar, with both identities.
+    let metrics = l7::http1(
+        front,
+        SocketAddr::from(([127, 0, 0, 1], 15020)),
+        &["/metrics"],
+    )?
+    .remove(0)
+    .body;
+    let mesh = "direction=\"outbound\",source_workload=\"front\",source_namespace=\"shop\",\
+        source_principal=\"spiffe://cluster.local/ns/shop/sa/front\",destination_workload=\"back\",\
+        destination_namespace=\"shop\",destination_principal=\"spiffe://cluster.local/ns/shop/sa/back\",\
+        mtls=\"true\"";
+    let ok = l7::sample_sum(
+        &metrics,
+        &format!("braid_requests_total{{{mesh},response_code=\"200\"}}"),
+    );
+    anyhow::ensure!(ok >= 7.0, "200s front -> back: {ok}\n{metrics}");
+    let missing = l7::sample_sum(
+        &metrics,
+        &format!("braid_requests_total{{{mesh},response_code=\"404\"}}"),
+    );
+    anyhow::ensure!(missing == 1.0, "404s front -> back: {missing}\n{metrics}");
+    let timed = l7::sample_sum(
+        &metrics,
+        &format!("braid_request_duration_seconds_count{{{mesh},response_code=\"200\"}}"),
+    );
+    anyhow::ensure!(timed == ok, "durations counted {timed} of {ok}");
+    let plain = "destination_workload=\"old\",destination_namespace=\"legacy\"";
+    anyhow::ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("braid_requests_total")
+                && l.contains(plain)
+                && l.contains("mtls=\"false\"")),
+        "a plaintext series to old:\n{metrics}"
+    );
+    Ok(())
+}
+
+/// front's sidecar logs every request as one JSON object.
+fn check_access_log(log: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(log)?;
+    let found = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["target"] == "braid::access" && v["fields"]["message"] == "request")
+        .any(|v| {
+            let f = &v["fields"];
+            f["path"] == "/hello"
+                && f["status"] == 200
+                && f["method"] == "GET"
+                && f["src.principal"] == "spiffe://cluster.local/ns/shop/sa/front"
+                && f["dst.principal"] == "spiffe://cluster.local/ns/shop/sa/back"
+                && f["mtls"] == true
+        });
+    anyhow::ensure!(
+        found,
+        "no JSON request line for GET /hello in {}",
+        log.display()
+    );
     Ok(())
 }

@@ -79,27 +79,34 @@ pub fn classify(prefix: &[u8]) -> Verdict {
 /// Peeks at `stream` until [`classify`] decides, the client pauses for
 /// `timeout`, or it closes its side. Nothing is consumed.
 pub async fn detect(stream: &TcpStream, timeout: Duration) -> std::io::Result<Protocol> {
+    Ok(sniff(stream, timeout).await?.unwrap_or(Protocol::Opaque))
+}
+
+/// Like [`detect`], but tells a client that stayed silent (or paused in
+/// the middle of a possible HTTP prefix) for `timeout` apart: `None`. A
+/// client that closed its side without a decisive prefix is opaque.
+pub async fn sniff(stream: &TcpStream, timeout: Duration) -> std::io::Result<Option<Protocol>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; MAX_PREFIX];
     let mut seen = 0;
     loop {
         let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await;
         let n = match peeked {
-            Err(_) => return Ok(Protocol::Opaque),
+            Err(_) => return Ok(None),
             Ok(result) => result?,
         };
         if n == 0 {
             // Closed before saying anything decisive.
-            return Ok(Protocol::Opaque);
+            return Ok(Some(Protocol::Opaque));
         }
         match classify(&buf[..n]) {
-            Verdict::Decided(protocol) => return Ok(protocol),
+            Verdict::Decided(protocol) => return Ok(Some(protocol)),
             Verdict::NeedMore if n == seen => {
                 // Peek returns at once with the same bytes while no more
                 // arrived: wait for the socket to become readable again.
                 let wait = tokio::time::timeout_at(deadline, readable_beyond(stream, n)).await;
                 if wait.is_err() {
-                    return Ok(Protocol::Opaque);
+                    return Ok(None);
                 }
             }
             Verdict::NeedMore => seen = n,

@@ -12,6 +12,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 pub(crate) mod pod;
+pub(crate) mod upstream;
 
 pub(crate) use pod::PodContext;
 

@@ -20,6 +20,7 @@ mod feed;
 pub mod hbone;
 pub mod init;
 pub mod l4;
+pub mod l7;
 pub mod sidecar;
 pub mod state;
 pub mod telemetry;

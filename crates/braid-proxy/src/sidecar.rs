@@ -90,6 +90,7 @@ impl Sidecar {
             pool: Pool::new(bundle.clone(), Settings::default()),
             metrics: metrics.clone(),
             origin: 0,
+            http: Some(crate::l7::Senders::default()),
         });
         let proxy = l4::serve(pod, listeners, bundle);
         let view: Arc<dyn AdminView> = Arc::new(View {

@@ -18,7 +18,7 @@ use dashmap::DashMap;
 
 mod resolve;
 
-pub use resolve::{Destination, Resolved};
+pub use resolve::{Declared, Destination, Resolved};
 
 /// The proxy's view of the mesh; cheap to clone (clones share it).
 #[derive(Clone, Debug, Default)]

@@ -1,5 +1,6 @@
 //! Connection telemetry: Prometheus counters per (direction, source,
-//! destination, mTLS) and one access-log line per connection.
+//! destination, mTLS) and one access-log line per connection; for HTTP
+//! proxied by a sidecar also per request ([`RequestRecord`]).
 //!
 //! Series are created on a connection's first sighting of its label set and
 //! then updated with atomics only, so the data path takes no lock after
@@ -22,8 +23,10 @@ use braid_model::Workload;
 use dashmap::DashMap;
 
 mod counted;
+mod requests;
 
 pub use counted::Counted;
+pub use requests::{RequestCounters, RequestRecord};
 
 /// Which way a connection goes, seen from the proxied workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +78,8 @@ pub struct Counters {
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     series: Arc<DashMap<Labels, Arc<Counters>>>,
+    /// HTTP requests by labels and response code (sidecars only).
+    requests: Arc<DashMap<(Labels, u16), Arc<RequestCounters>>>,
 }
 
 /// A connection being counted: created when it is accepted and decided,
@@ -200,6 +205,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_requests(&mut out);
         out.push_str(extra);
         out
     }

@@ -1,24 +1,21 @@
 //! A pod's outbound traffic (captured to 15001 inside its namespace): to a
 //! meshed destination over HBONE with the pod's identity, to anything else
-//! as plain TCP from the pod's own address.
+//! as plain TCP from the pod's own address. In a sidecar, connections that
+//! speak HTTP go to the L7 proxy instead ([`crate::l7`]).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use braid_identity::SpiffeId;
 use tokio::{
+    io::AsyncWriteExt as _,
     net::{TcpListener, TcpStream},
     task::JoinSet,
 };
 
-use super::PodContext;
-use crate::{
-    hbone,
-    state::{Destination, Resolved},
-    telemetry::{Connection, Direction, Labels, Peer},
+use super::{PodContext, upstream::Route};
+use crate::l7::{
+    self,
+    sniff::{self, Decision, Early},
 };
-
-/// Bounds dialling a passthrough destination.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until dropped (which ends every connection it took).
 pub(crate) async fn serve(listener: TcpListener, pod: Arc<PodContext>) {
@@ -48,89 +45,63 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
             return;
         }
     };
-    let client = peer.to_string();
-    let outcome = match pod.state.resolve(original) {
-        Ok(Resolved::Mesh(destination)) => {
-            let target = destination.target.to_string();
-            let labels = labels(&pod, Peer::workload(&destination.workload), true);
-            let connection = pod.metrics.open(labels);
-            let outcome = tunnel(tcp, &pod, &destination).await;
-            finish(connection, &client, &target, outcome)
-        }
-        Ok(Resolved::Passthrough { target }) => {
-            let destination = pod
-                .state
-                .workload_by_ip(target.ip())
-                .map(|w| Peer::workload(&w))
-                .unwrap_or_else(Peer::unknown);
-            let connection = pod.metrics.open(labels(&pod, destination, false));
-            let outcome = passthrough(tcp, &pod, target).await;
-            finish(connection, &client, &target.to_string(), outcome)
-        }
-        Err(reason) => Err(reason),
+    let early = match &pod.http {
+        // A sidecar looks at what the connection speaks; the ztunnel is L4.
+        Some(senders) => match sniff::decide(&tcp, &pod, original).await {
+            Decision::Http { version, early } => {
+                if let Some((route, io)) = early {
+                    senders.adopt(&route, version, io).await;
+                }
+                let senders = senders.clone();
+                return l7::serve_outbound(tcp, version, pod, senders, original, peer).await;
+            }
+            Decision::Opaque(early) => early,
+        },
+        None => None,
     };
-    if let Err(reason) = outcome {
+    if let Err(reason) = opaque(tcp, peer, &pod, original, early).await {
         tracing::info!(pod = %pod.workload, %original, %reason, "outbound connection failed");
     }
 }
 
-/// Closes `connection` whatever happened, so every opened connection is
-/// also counted closed and logged (a failed one with no bytes).
-fn finish(
-    connection: Connection,
-    client: &str,
-    target: &str,
-    outcome: Result<(u64, u64), String>,
-) -> Result<(), String> {
-    let (sent, received) = outcome.as_ref().copied().unwrap_or_default();
-    connection.finish(client, target, sent, received);
-    outcome.map(drop)
-}
-
-fn labels(pod: &PodContext, destination: Peer, mtls: bool) -> Labels {
-    Labels {
-        direction: Direction::Outbound,
-        source: pod.peer(),
-        destination,
-        mtls,
-    }
-}
-
-/// Over HBONE to the destination's proxy, as the source pod.
-async fn tunnel(
-    tcp: TcpStream,
-    pod: &PodContext,
-    destination: &Destination,
-) -> Result<(u64, u64), String> {
-    let source = pod.workload()?;
-    let id = PodContext::identity(&source)?;
-    let cert = pod.certificate(&id).await?;
-    let expected: SpiffeId = PodContext::identity(&destination.workload)?;
-    let stream = pod
-        .pool
-        .connect_from(pod, &cert, destination.proxy, &expected, destination.target)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::debug!(
-        source = %id, destination = %expected, target = %destination.target,
-        "outbound HBONE tunnel open"
-    );
-    hbone::splice(tcp, stream)
-        .await
-        .map_err(|e| format!("tunnel to {} broke: {e}", destination.target))
-}
-
-/// Plain TCP from the pod's address.
-async fn passthrough(
+/// Proxies the connection as bytes: over HBONE to a meshed destination,
+/// as plain TCP otherwise. Every decided connection is counted opened and
+/// closed (a failed one with no bytes).
+async fn opaque(
     mut tcp: TcpStream,
+    peer: SocketAddr,
     pod: &PodContext,
-    target: SocketAddr,
-) -> Result<(u64, u64), String> {
-    let mut upstream = tokio::time::timeout(CONNECT_TIMEOUT, pod.connect(target))
-        .await
-        .map_err(|_| format!("connecting to {target} timed out"))?
-        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
-    tokio::io::copy_bidirectional(&mut tcp, &mut upstream)
-        .await
-        .map_err(|e| format!("passthrough to {target} broke: {e}"))
+    original: SocketAddr,
+    early: Option<Early>,
+) -> Result<(), String> {
+    let (route, dialed, greeting) = match early {
+        Some(Early {
+            route,
+            io,
+            greeting,
+        }) => (route, Ok(io), greeting),
+        None => {
+            let route = Route::resolve(pod, original)?;
+            let dialed = route.dial(pod).await;
+            (route, dialed, Vec::new())
+        }
+    };
+    let connection = pod.metrics.open(route.labels(pod));
+    let target = route.target;
+    let outcome = async {
+        let upstream = dialed?;
+        // What a server-first protocol already said while we sniffed.
+        tcp.write_all(&greeting)
+            .await
+            .map_err(|e| format!("client went away: {e}"))?;
+        let (sent, received) = upstream
+            .splice(tcp)
+            .await
+            .map_err(|e| format!("connection to {target} broke: {e}"))?;
+        Ok((sent, received + greeting.len() as u64))
+    }
+    .await;
+    let (sent, received) = outcome.as_ref().copied().unwrap_or_default();
+    connection.finish(&peer.to_string(), &target.to_string(), sent, received);
+    outcome.map(drop)
 }

@@ -24,6 +24,9 @@ pub(crate) struct PodContext {
     pub(crate) metrics: Metrics,
     /// Tells this pod's pooled connections from other pods'.
     pub(crate) origin: u64,
+    /// Pooled upstream HTTP connections when this proxy is HTTP-aware (a
+    /// sidecar); `None` keeps every connection L4 (the ztunnel).
+    pub(crate) http: Option<crate::l7::Senders>,
 }
 
 // === impl PodContext ===

@@ -96,3 +96,30 @@ fn pick_endpoint(service: &Service, original: SocketAddr) -> Result<SocketAddr, 
         )
     })
 }
+
+/// What a service port declares about the protocol its clients speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    /// HTTP of some version (`http`, `http2`, `grpc`, `h2c`, WebSocket):
+    /// detection only tells HTTP/1 from HTTP/2 and waits as long as needed.
+    Http,
+    /// Anything else (`tcp`, `tls`, `https`, `mysql`, ...): proxied as bytes
+    /// at once, never sniffed, so server-first protocols never wait.
+    Opaque,
+}
+
+impl ProxyState {
+    /// The protocol declared for `original` (a service VIP's port with an
+    /// `appProtocol` or a protocol-prefixed port name); `None` when nothing
+    /// is declared and detection must decide.
+    pub fn declared_protocol(&self, original: SocketAddr) -> Option<Declared> {
+        let service = self.service_by_vip(original.ip())?;
+        let port = service.ports.iter().find(|p| p.port == original.port())?;
+        let declared = port.app_protocol.as_deref()?.to_ascii_lowercase();
+        Some(match declared.as_str() {
+            "http" | "http1" | "http2" | "h2c" | "grpc" | "grpc-web" | "kubernetes.io/h2c"
+            | "kubernetes.io/ws" => Declared::Http,
+            _ => Declared::Opaque,
+        })
+    }
+}

@@ -1,4 +1,8 @@
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use braid_model::{
     Action, AuthorizationPolicy, DataPlaneMode, Endpoint, MtlsMode, PeerAuthentication, Rule,
@@ -6,7 +10,7 @@ use braid_model::{
 };
 use braid_xds::{Delta, Updated};
 
-use super::{ProxyState, Resolved};
+use super::{Declared, ProxyState, Resolved};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -206,4 +210,44 @@ fn peer_authentication_sets_the_mtls_mode() {
     assert_eq!(state.mtls_mode(&web), MtlsMode::Strict);
     state.apply_peer_authentications(delta(vec![], vec!["shop/strict"]));
     assert_eq!(state.mtls_mode(&web), MtlsMode::Permissive);
+}
+
+#[test]
+fn declared_protocols_skip_or_steer_detection() {
+    let state = with_workloads(vec![]);
+    let mut svc = service(&[]);
+    let declared = |p: &str| ServicePort {
+        app_protocol: (!p.is_empty()).then(|| p.to_string()),
+        ..svc.ports[0].clone()
+    };
+    svc.ports = vec![
+        ServicePort {
+            port: 80,
+            ..declared("http")
+        },
+        ServicePort {
+            port: 81,
+            ..declared("kubernetes.io/h2c")
+        },
+        ServicePort {
+            port: 3306,
+            ..declared("mysql")
+        },
+        ServicePort {
+            port: 9000,
+            ..declared("")
+        },
+    ];
+    state.apply_services(delta(vec![("shop/web".into(), svc)], vec![]));
+    let at = |port: u16| state.declared_protocol(SocketAddr::new(ip("198.19.0.10"), port));
+    assert_eq!(at(80), Some(Declared::Http));
+    assert_eq!(at(81), Some(Declared::Http));
+    assert_eq!(at(3306), Some(Declared::Opaque));
+    assert_eq!(at(9000), None, "nothing declared");
+    assert_eq!(at(1234), None, "not a port of the service");
+    assert_eq!(
+        state.declared_protocol(SocketAddr::new(ip("198.18.0.1"), 80)),
+        None,
+        "not a VIP"
+    );
 }

@@ -62,3 +62,56 @@ fn a_principal_names_its_namespace() {
     assert_eq!(peer.namespace, "shop");
     assert_eq!(Peer::principal("garbage").namespace, "unknown");
 }
+
+#[test]
+fn requests_are_counted_by_code_with_a_cumulative_histogram() {
+    let metrics = Metrics::default();
+    let l = labels(true);
+    let record = |status: u16, millis: u64| RequestRecord {
+        labels: &l,
+        status,
+        duration: std::time::Duration::from_millis(millis),
+        method: "GET",
+        authority: "api.inventory:80",
+        path: "/",
+        protocol: "HTTP/1.1",
+        client: "198.18.0.1:4000",
+        upstream: "198.18.0.2:8080",
+        error: "",
+    };
+    metrics.request(&record(200, 3));
+    metrics.request(&record(200, 30));
+    metrics.request(&record(503, 0));
+    let text = metrics.render("");
+    let base = render_labels(&l);
+    for line in [
+        format!("braid_requests_total{{{base},response_code=\"200\"}} 2"),
+        format!("braid_requests_total{{{base},response_code=\"503\"}} 1"),
+        format!(
+            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"0.0025\"}} 0"
+        ),
+        format!(
+            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"0.005\"}} 1"
+        ),
+        format!(
+            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"0.05\"}} 2"
+        ),
+        format!(
+            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"+Inf\"}} 2"
+        ),
+        format!("braid_request_duration_seconds_sum{{{base},response_code=\"200\"}} 0.033"),
+        format!("braid_request_duration_seconds_count{{{base},response_code=\"200\"}} 2"),
+        "# TYPE braid_request_duration_seconds histogram".to_string(),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+}
+
+#[test]
+fn no_request_series_without_requests() {
+    assert!(
+        !Metrics::default()
+            .render("")
+            .contains("braid_requests_total")
+    );
+}

@@ -174,6 +174,7 @@ impl Pods {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
+            http: None,
         });
         let tasks = l4::serve(pod, listeners, self.bundle.clone());
         tracing::info!(%uid, %workload, "pod captured");

@@ -1,0 +1,196 @@
+//! Where a captured outbound connection (or, for HTTP, each request) goes,
+//! and the connection that gets it there: an HBONE tunnel to a meshed
+//! destination's proxy, or plain TCP from the pod's own address.
+
+use std::{
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use braid_identity::SpiffeId;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+
+use super::PodContext;
+use crate::{
+    hbone::HboneStream,
+    state::Resolved,
+    telemetry::{Direction, Labels, Peer},
+};
+
+/// Bounds dialling a passthrough destination.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How an upstream is reached.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Via {
+    /// HBONE to `proxy`, which must present `expected`.
+    Mesh {
+        /// The destination's proxy (its sidecar or its ztunnel listener).
+        proxy: SocketAddr,
+        /// The destination workload's identity.
+        expected: SpiffeId,
+    },
+    /// Plain TCP: the destination is outside the mesh.
+    Plain,
+}
+
+/// One resolved destination: where, how, and who (for telemetry).
+#[derive(Clone, Debug)]
+pub(crate) struct Route {
+    /// `ip:port` of the destination itself.
+    pub(crate) target: SocketAddr,
+    /// How to reach it.
+    pub(crate) via: Via,
+    /// The destination as telemetry labels.
+    pub(crate) destination: Peer,
+}
+
+/// A connection to an upstream.
+pub(crate) enum UpstreamIo {
+    /// A tunnel stream.
+    Hbone(HboneStream),
+    /// Plain TCP.
+    Tcp(TcpStream),
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Resolves `original` as `pod` sees it now (a service VIP picks one of
+    /// its ready endpoints each time).
+    pub(crate) fn resolve(pod: &PodContext, original: SocketAddr) -> Result<Self, String> {
+        Ok(match pod.state.resolve(original)? {
+            Resolved::Mesh(destination) => Route {
+                target: destination.target,
+                via: Via::Mesh {
+                    proxy: destination.proxy,
+                    expected: PodContext::identity(&destination.workload)?,
+                },
+                destination: Peer::workload(&destination.workload),
+            },
+            Resolved::Passthrough { target } => Route {
+                target,
+                via: Via::Plain,
+                destination: pod
+                    .state
+                    .workload_by_ip(target.ip())
+                    .map(|w| Peer::workload(&w))
+                    .unwrap_or_else(Peer::unknown),
+            },
+        })
+    }
+
+    /// Whether traffic on this route travels over mutual TLS.
+    pub(crate) fn mtls(&self) -> bool {
+        matches!(self.via, Via::Mesh { .. })
+    }
+
+    /// Outbound telemetry labels from `pod` to this route.
+    pub(crate) fn labels(&self, pod: &PodContext) -> Labels {
+        Labels {
+            direction: Direction::Outbound,
+            source: pod.peer(),
+            destination: self.destination.clone(),
+            mtls: self.mtls(),
+        }
+    }
+
+    /// Outbound labels for a destination that could not be resolved.
+    pub(crate) fn unresolved_labels(pod: &PodContext) -> Labels {
+        Labels {
+            direction: Direction::Outbound,
+            source: pod.peer(),
+            destination: Peer::unknown(),
+            mtls: false,
+        }
+    }
+
+    /// Opens a connection to the route as `pod`: over HBONE with the pod's
+    /// identity, or plain TCP from its address.
+    pub(crate) async fn dial(&self, pod: &PodContext) -> Result<UpstreamIo, String> {
+        match &self.via {
+            Via::Mesh { proxy, expected } => {
+                let source = pod.workload()?;
+                let id = PodContext::identity(&source)?;
+                let cert = pod.certificate(&id).await?;
+                let stream = pod
+                    .pool
+                    .connect_from(pod, &cert, *proxy, expected, self.target)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::debug!(
+                    source = %id, destination = %expected, target = %self.target,
+                    "outbound HBONE tunnel open"
+                );
+                Ok(UpstreamIo::Hbone(stream))
+            }
+            Via::Plain => {
+                let target = self.target;
+                let tcp = tokio::time::timeout(CONNECT_TIMEOUT, pod.connect(target))
+                    .await
+                    .map_err(|_| format!("connecting to {target} timed out"))?
+                    .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+                Ok(UpstreamIo::Tcp(tcp))
+            }
+        }
+    }
+}
+
+// === impl UpstreamIo ===
+
+impl UpstreamIo {
+    /// Copies bytes both ways between `client` and this upstream until both
+    /// sides are done; returns (client → upstream, upstream → client).
+    pub(crate) async fn splice(self, mut client: TcpStream) -> io::Result<(u64, u64)> {
+        match self {
+            Self::Hbone(tunnel) => crate::hbone::splice(client, tunnel).await,
+            Self::Tcp(mut tcp) => tokio::io::copy_bidirectional(&mut client, &mut tcp).await,
+        }
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Hbone(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Hbone(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Hbone(s) => Pin::new(s).poll_flush(cx),
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Hbone(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
