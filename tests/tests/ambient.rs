@@ -24,6 +24,11 @@
 //! 4. node-b's ztunnel is SIGKILLed (traffic to api fails closed) and started
 //!    again; the agent replays the pod and traffic recovers.
 //! 5. CNI DEL releases a pod: listeners gone, its traffic no longer captured.
+//! 6. A pod labelled `braid.dev/mode: none` is released.
+//! 7. The `orders` namespace switches sidecar → ambient → sidecar while the
+//!    ambient client loops connections to its pod: none fails, a running
+//!    sidecar keeps serving until the pod restarts, and after each restart
+//!    the pod's :15008 belongs to the proxy its mode asks for.
 //!
 //! Needs root (namespaces, iptables): skipped with a message otherwise, unless
 //! `CI=true`. The test first runs `cargo build -p braid-control -p
@@ -48,9 +53,9 @@ use std::time::{Duration, Instant};
 
 use braid_capture::testing::require_root;
 use support::{
-    Cluster, EchoConn, PODS, WEB_VIP, allow_principal, base_config, deny_from_namespace, echo,
-    established, eventually, has_ip, http_get, listening_ports, parse_ss, peer_authentication,
-    pod_def, refused,
+    Cluster, EchoConn, Looper, PODS, WEB_VIP, allow_principal, base_config, deny_from_namespace,
+    echo, established, eventually, has_ip, http_get, listener_pid, listening_ports,
+    namespaces_yaml, parse_ss, peer_authentication, pod_def, refused,
 };
 
 /// First traffic: certificates, xDS and the hand-off all have to happen.
@@ -118,6 +123,10 @@ fn ambient_mesh_end_to_end() {
     let t = Instant::now();
     a_label_switch_to_none_releases_the_pod(&mut c);
     step("6: label switch to none", t);
+
+    let t = Instant::now();
+    a_namespace_switches_modes_under_load(&mut c);
+    step("7: orders sidecar -> ambient -> sidecar under load", t);
 
     c.assert_processes();
     drop(c);
@@ -695,4 +704,111 @@ fn ss_output_is_parsed() {
     assert!(has_ip(&parsed[1].1, client));
     assert!(!has_ip(&parsed[2].1, client));
     assert_eq!(parsed[2].0, "0.0.0.0:8080");
+}
+
+/// Switches `orders` between sidecar and ambient while `client` loops
+/// connections to it. A switch alone changes no pod: a running sidecar
+/// keeps serving (the ztunnel never takes a pod with a sidecar), and a pod
+/// leaving ambient is released after the agent's grace with its traffic
+/// flowing in plaintext meanwhile. Restarts then move the pod to the data
+/// plane its namespace asks for.
+fn a_namespace_switches_modes_under_load(c: &mut Cluster) {
+    let to_orders = pod_def("orders").echo_addr();
+    let client = c.pod("client").clone();
+    let orders = c.pod("orders").clone();
+    let sidecar_pid = |c: &Cluster| {
+        c.sidecars
+            .iter()
+            .find(|p| p.name == "sidecar orders")
+            .and_then(|p| p.pid())
+    };
+
+    // sidecar → ambient: nothing fails, and the sidecar still serves.
+    let looper = Looper::start(&client, to_orders);
+    c.write_config(
+        "namespaces.yaml",
+        &namespaces_yaml(&[("orders", "ambient")]),
+    );
+    wait_for_mode(c, "orders", "ambient");
+    std::thread::sleep(Duration::from_secs(1));
+    expect_no_failures(looper, "switching orders to ambient");
+    let serving = listener_pid(&orders, 15008);
+    assert!(
+        serving.is_some() && serving == sidecar_pid(c),
+        "orders' sidecar still holds :15008 ({serving:?})"
+    );
+
+    // The restart: a pod without a sidecar, captured by node-a's ztunnel.
+    c.restart_pod("orders", false);
+    let ztunnel_pid = c.ztunnel("node-a").pid();
+    eventually("client -> orders via the ztunnel", FIRST_TRAFFIC, || {
+        echo(&client, to_orders).map_err(|e| e.to_string())?;
+        let serving = listener_pid(&orders, 15008);
+        (serving.is_some() && serving == ztunnel_pid)
+            .then_some(())
+            .ok_or_else(|| format!(":15008 in orders belongs to {serving:?}"))
+    });
+
+    // ambient → sidecar: the pod is released after the grace, and nothing
+    // fails meanwhile or after.
+    let looper = Looper::start(&client, to_orders);
+    c.write_config("namespaces.yaml", &namespaces_yaml(&[]));
+    wait_for_mode(c, "orders", "sidecar");
+    eventually(
+        "the agent to release orders",
+        Duration::from_secs(10),
+        || match listener_pid(&orders, 15008) {
+            None => Ok(()),
+            Some(pid) => Err(format!(":15008 still held by {pid}")),
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    expect_no_failures(looper, "switching orders back to sidecar");
+
+    // The restart: a pod with a sidecar again.
+    c.restart_pod("orders", true);
+    eventually("client -> orders via its sidecar", FIRST_TRAFFIC, || {
+        echo(&client, to_orders).map_err(|e| e.to_string())?;
+        let serving = listener_pid(&orders, 15008);
+        (serving.is_some() && serving == sidecar_pid(c))
+            .then_some(())
+            .ok_or_else(|| format!(":15008 in orders belongs to {serving:?}"))
+    });
+}
+
+/// Waits until node-a's ztunnel sees workload `name` in `mode`.
+fn wait_for_mode(c: &Cluster, name: &str, mode: &str) {
+    let admin = c.nodes[0].admin;
+    eventually(
+        &format!("node-a's ztunnel to see {name} in mode {mode}"),
+        POLICY_PROPAGATION,
+        || {
+            let dump: serde_json::Value = serde_json::from_str(
+                &http_get(admin, "/config_dump")
+                    .map_err(|e| e.to_string())?
+                    .1,
+            )
+            .map_err(|e| e.to_string())?;
+            let seen = dump["workloads"]
+                .as_array()
+                .is_some_and(|w| w.iter().any(|w| w["name"] == name && w["mode"] == mode));
+            seen.then_some(()).ok_or_else(|| "not yet".to_string())
+        },
+    );
+}
+
+fn expect_no_failures(looper: Looper, what: &str) {
+    let (ok, failures) = looper.finish();
+    eprintln!(
+        "ambient e2e:   {what}: {ok} connections, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {} connections failed:\n{}",
+        failures.len(),
+        ok + failures.len() as u64,
+        failures.join("\n")
+    );
+    assert!(ok >= 20, "{what}: only {ok} connections");
 }

@@ -12,11 +12,14 @@ mod ztunnel;
 mod tests;
 
 use std::{
+    collections::HashMap,
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
+
+use tokio::time::Instant;
 
 pub use modes::{FixedModes, ModeError, ModeSource, WorkloadMode, XdsModes, resolve};
 pub use redirect::{CaptureRedirect, Redirect, RedirectError, RuleKind};
@@ -42,6 +45,13 @@ pub struct AgentConfig {
     /// Install the sidecar redirect rules in pods that run a braid-proxy
     /// sidecar, so they need no init container (`--sidecar-rules`).
     pub sidecar_rules: bool,
+    /// How long a pod whose mode left ambient stays captured before it is
+    /// released (`--release-grace-ms`): every proxy learns of the switch
+    /// from its own xDS stream, and until the last one has, some still
+    /// tunnel to the pod's :15008; releasing at once would refuse them.
+    /// Meanwhile plaintext from proxies that already switched is taken on
+    /// 15006, so no connection fails either way.
+    pub release_grace: Duration,
 }
 
 /// The agent; cheap to share (`Arc` inside).
@@ -146,28 +156,45 @@ impl Agent {
     }
 
     /// Releases captured pods whose effective mode stops being ambient (a
-    /// `braid.dev/mode` label changed on the pod or its namespace): the
-    /// ztunnel forgets them, their rules go, and their traffic flows
-    /// uncaptured from then on. Runs until aborted.
+    /// `braid.dev/mode` label changed on the pod or its namespace): their
+    /// rules go, the ztunnel forgets them, and their traffic flows
+    /// uncaptured from then on. Each pod is released once it has been out
+    /// of ambient mode for the release grace; one switched back meanwhile
+    /// is never released. Runs until aborted.
     async fn release_on_mode_change(self) {
         let mut changes = self.inner.modes.changes();
+        // Since when each captured pod (by uid) has been out of ambient mode.
+        let mut leaving: HashMap<String, Instant> = HashMap::new();
         loop {
-            self.release_uncaptured().await;
-            if changes.changed().await.is_err() {
-                return;
+            let next = self.release_uncaptured(&mut leaving).await;
+            let wake = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = wake => {}
             }
         }
     }
 
-    /// One pass of [`release_on_mode_change`](Self::release_on_mode_change).
-    async fn release_uncaptured(&self) {
+    /// One pass of [`release_on_mode_change`](Self::release_on_mode_change):
+    /// releases the pods whose grace is over and returns when the next
+    /// grace ends, if any pod is waiting.
+    async fn release_uncaptured(&self, leaving: &mut HashMap<String, Instant>) -> Option<Instant> {
         let pods = match self.inner.state.all() {
             Ok(pods) => pods,
             Err(error) => {
                 tracing::warn!(%error, "cannot list captured pods");
-                return;
+                return None;
             }
         };
+        let grace = self.inner.config.release_grace;
+        let now = Instant::now();
+        let mut waiting = HashMap::new();
+        let mut next: Option<Instant> = None;
         for pod in pods {
             // An unknown workload keeps its capture: its DEL will come.
             let Some(mode) = self.inner.modes.lookup(&pod.workload) else {
@@ -176,26 +203,37 @@ impl Agent {
             if mode.captured() {
                 continue;
             }
+            let since = leaving.get(&pod.uid).copied().unwrap_or(now);
+            if now < since + grace {
+                tracing::debug!(workload = %pod.workload, "pod leaves ambient mode; released after the grace");
+                next = Some(next.map_or(since + grace, |n| n.min(since + grace)));
+                waiting.insert(pod.uid.clone(), since);
+                continue;
+            }
             if let Err(error) = self.release(&pod).await {
                 tracing::warn!(workload = %pod.workload, %error, "cannot release a pod that left ambient mode");
             } else {
                 tracing::info!(workload = %pod.workload, uid = %pod.uid, "pod left ambient mode; released");
             }
         }
+        *leaving = waiting;
+        next
     }
 
-    /// Stops capturing `pod`: the ztunnel forgets it, its rules go (if its
-    /// namespace still exists) and its record is deleted.
+    /// Stops capturing `pod`: its rules go first (if its namespace still
+    /// exists), so new connections flow uncaptured and none is redirected
+    /// to a listener that is gone; then the ztunnel forgets it and its
+    /// record is deleted.
     async fn release(&self, pod: &PodRecord) -> Result<(), AgentError> {
-        // The ztunnel forgets unrecorded pods at its next snapshot anyway,
-        // so a refusal must not block the release.
-        if let Err(error) = self.inner.ztunnel.remove_pod(&pod.uid).await {
-            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
-        }
         // A namespace that no longer opens took its rules with it.
         if let Ok(netns) = open_netns(&pod.netns) {
             self.redirect(&pod.workload, &netns, |r, fd| r.remove(fd))
                 .await?;
+        }
+        // The ztunnel forgets unrecorded pods at its next snapshot anyway,
+        // so a refusal must not block the release.
+        if let Err(error) = self.inner.ztunnel.remove_pod(&pod.uid).await {
+            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
         }
         self.inner.state.remove(&pod.uid)?;
         Ok(())

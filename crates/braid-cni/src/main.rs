@@ -55,6 +55,10 @@ struct AgentArgs {
     /// (so they need no `braid-proxy init` container).
     #[arg(long)]
     sidecar_rules: bool,
+    /// Milliseconds a pod whose mode left ambient stays captured before it
+    /// is released, so every proxy has stopped tunnelling to it first.
+    #[arg(long, default_value = "2000", value_name = "MS")]
+    release_grace_ms: u64,
     /// Tests only: take modes from a JSON map {"ns/pod": "ambient"} instead of xDS.
     #[arg(long, hide = true, value_name = "FILE")]
     mode_file: Option<PathBuf>,
@@ -118,6 +122,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         mode_wait: Duration::from_secs(args.mode_wait_secs),
         sidecar_rules: args.sidecar_rules,
+        release_grace: Duration::from_millis(args.release_grace_ms),
     };
     let agent = Agent::new(config, modes, Arc::new(CaptureRedirect))?;
     tracing::info!(node = %args.node, "braid-cni agent starting");

@@ -404,6 +404,68 @@ impl Cluster {
         self.sidecars.push(sidecar);
     }
 
+    /// Re-creates pod `name` the way a rollout restart does, as a pod with
+    /// (`sidecar`) or without a braid-proxy sidecar container: its sidecar
+    /// stops, CNI DEL, its rules go (a new pod has a fresh namespace),
+    /// `pods.yaml` describes the new pod, and once the ztunnel of its node
+    /// sees it, CNI ADD and (with a sidecar) init and the sidecar again.
+    pub fn restart_pod(&mut self, name: &str, sidecar: bool) {
+        let prefix = format!("sidecar {name}");
+        for mut p in std::mem::take(&mut self.sidecars) {
+            if p.name == prefix {
+                p.stop();
+            } else {
+                self.sidecars.push(p);
+            }
+        }
+        let out = self.cni("DEL", name);
+        assert_eq!(out.code, 0, "CNI DEL of {name}: {out:?}");
+        let pod = self.pod(name).clone();
+        let removed = std::process::Command::new("ip")
+            .args(["netns", "exec", &pod.netns_name])
+            .arg(&self.bins.proxy)
+            .args(["init", "--remove"])
+            .output()
+            .expect("run braid-proxy init --remove");
+        assert!(
+            removed.status.success(),
+            "init --remove in {name}: {removed:?}"
+        );
+        let def = PodDef {
+            sidecar,
+            ..pod_def(name)
+        };
+        self.write_config("pods.yaml", &pods_yaml(&[def]));
+        let admin = self
+            .nodes
+            .iter()
+            .find(|n| n.name == def.node)
+            .map(|n| n.admin)
+            .expect("the pod's node");
+        eventually(
+            &format!(
+                "{}'s ztunnel to see {name} with sidecar={sidecar}",
+                def.node
+            ),
+            Duration::from_secs(10),
+            || {
+                let dump = http_get(admin, "/config_dump")
+                    .map_err(|e| e.to_string())?
+                    .1;
+                let dump: Value = serde_json::from_str(&dump).map_err(|e| e.to_string())?;
+                let seen = dump["workloads"].as_array().is_some_and(|w| {
+                    w.iter()
+                        .any(|w| w["name"] == name && w["has_sidecar"] == sidecar)
+                });
+                seen.then_some(()).ok_or_else(|| "not yet".to_string())
+            },
+        );
+        self.cni_add(&def);
+        if sidecar {
+            self.start_sidecar(name);
+        }
+    }
+
     /// The ztunnel process of `node`.
     pub fn ztunnel(&mut self, node: &str) -> &mut Process {
         self.node_mut(node)

@@ -156,16 +156,8 @@ pub fn node_token(node: &str) -> String {
 /// The configuration directory's files: namespaces, pods, the Service and
 /// the node tokens.
 pub fn base_config() -> Vec<(&'static str, String)> {
-    let namespaces = NAMESPACES
-        .iter()
-        .map(|(name, mode)| {
-            format!(
-                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    braid.dev/mode: {mode}\n"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n");
-    let pods = PODS.iter().map(pod_yaml).collect::<Vec<_>>().join("---\n");
+    let namespaces = namespaces_yaml(&[]);
+    let pods = pods_yaml(&[]);
     let service = format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  clusterIP: {}\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: {}\n    targetPort: 8080\n",
         WEB_VIP.ip(),
@@ -195,6 +187,34 @@ pub fn base_config() -> Vec<(&'static str, String)> {
         ("web-service.yaml", service),
         ("tokens.yaml", tokens),
     ]
+}
+
+/// `namespaces.yaml`: every namespace with its mode, except those
+/// `overrides` gives another mode as `(namespace, mode)`.
+pub fn namespaces_yaml(overrides: &[(&str, &str)]) -> String {
+    NAMESPACES
+        .iter()
+        .map(|(name, mode)| {
+            let mode = overrides
+                .iter()
+                .find(|(ns, _)| ns == name)
+                .map_or(*mode, |(_, m)| *m);
+            format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    braid.dev/mode: {mode}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// `pods.yaml`: every pod of [`PODS`], or its replacement in `overrides`
+/// (same name).
+pub fn pods_yaml(overrides: &[PodDef]) -> String {
+    PODS.iter()
+        .map(|p| overrides.iter().find(|o| o.name == p.name).unwrap_or(p))
+        .map(pod_yaml)
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 fn pod_yaml(p: &PodDef) -> String {

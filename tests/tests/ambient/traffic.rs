@@ -279,3 +279,77 @@ pub fn has_ip(addr: &str, ip: Ipv4Addr) -> bool {
     let host = host.strip_prefix("::ffff:").unwrap_or(host);
     host.parse::<Ipv4Addr>().is_ok_and(|h| h == ip)
 }
+
+// === a client looping requests in the background ===
+
+/// A thread in `from` echoing one line over a new connection to `to` every
+/// few milliseconds until stopped (bounded: 2 minutes or 20 000 rounds),
+/// counting successes and keeping every failure.
+pub struct Looper {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Looper {
+    /// Starts looping.
+    pub fn start(from: &TestPod, to: SocketAddr) -> Looper {
+        let from = from.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("loop-{}", from.name))
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let (mut ok, mut failures) = (0u64, Vec::new());
+                for _ in 0..20_000 {
+                    if stopping.load(Ordering::SeqCst)
+                        || started.elapsed() > Duration::from_secs(120)
+                    {
+                        break;
+                    }
+                    match echo(&from, to) {
+                        Ok(()) => ok += 1,
+                        Err(e) => failures.push(format!("{:?}: {e}", started.elapsed())),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (ok, failures)
+            })
+            .expect("spawn the loop thread");
+        Looper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns (successful rounds, failures).
+    pub fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Looper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The process id listening on `port` inside `pod` (from `ss -p`), if any.
+pub fn listener_pid(pod: &TestPod, port: u16) -> Option<u32> {
+    let filter = format!("sport = :{port}");
+    let out = pod.exec("ss", ["-ltnpH", filter.as_str()]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text.find("pid=")? + 4;
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}

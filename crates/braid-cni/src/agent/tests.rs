@@ -80,6 +80,7 @@ fn fixture_with(sidecar_rules: bool) -> Fixture {
         state_dir: dir.path().join("state"),
         mode_wait: Duration::from_millis(50),
         sidecar_rules,
+        release_grace: Duration::from_millis(100),
     };
     let redirect = Arc::new(FakeRedirect::default());
     let ztunnel_socket = config.ztunnel_socket.clone();
@@ -244,15 +245,24 @@ impl ModeSource for ChangingModes {
     }
 }
 
-#[tokio::test]
-async fn a_pod_that_leaves_ambient_mode_is_released() {
+/// An agent whose modes the test changes, with pod `shop/web-0` (uid `u1`)
+/// added and captured.
+struct Switching {
+    _dir: tempfile::TempDir,
+    modes: Arc<ChangingModes>,
+    events: mpsc::UnboundedReceiver<(String, String, u64)>,
+    redirect: Arc<FakeRedirect>,
+    agent: Agent,
+    running: tokio::task::JoinHandle<Result<(), AgentError>>,
+}
+
+async fn switching() -> Switching {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ambient = WorkloadMode {
-        mode: DataPlaneMode::Ambient,
-        has_sidecar: false,
-    };
     let modes = Arc::new(ChangingModes {
-        modes: Mutex::new(BTreeMap::from([("shop/web-0".to_string(), ambient)])),
+        modes: Mutex::new(BTreeMap::from([(
+            "shop/web-0".to_string(),
+            web_mode(DataPlaneMode::Ambient),
+        )])),
         changes: tokio::sync::watch::Sender::new(()),
     });
     let config = AgentConfig {
@@ -261,6 +271,7 @@ async fn a_pod_that_leaves_ambient_mode_is_released() {
         state_dir: dir.path().join("state"),
         mode_wait: Duration::from_millis(50),
         sidecar_rules: false,
+        release_grace: Duration::from_millis(300),
     };
     let mut events = ztunnel(&config.ztunnel_socket);
     let redirect = Arc::new(FakeRedirect::default());
@@ -271,34 +282,72 @@ async fn a_pod_that_leaves_ambient_mode_is_released() {
         "snapshot",
         "connected, nothing to replay"
     );
-
     agent
         .handle(&request(Command::Add, "web-0", "u1"))
         .await
         .expect("add");
     assert_eq!(next(&mut events).await.0, "add");
-
-    // The namespace's label changes to none: the pod is released.
-    if let Ok(mut m) = modes.modes.lock() {
-        m.insert(
-            "shop/web-0".into(),
-            WorkloadMode {
-                mode: DataPlaneMode::None,
-                has_sidecar: false,
-            },
-        );
+    Switching {
+        _dir: dir,
+        modes,
+        events,
+        redirect,
+        agent,
+        running,
     }
-    modes.changes.send_replace(());
-    assert_eq!(next(&mut events).await, ("remove".into(), "u1".into(), 0));
+}
+
+fn web_mode(mode: DataPlaneMode) -> WorkloadMode {
+    WorkloadMode {
+        mode,
+        has_sidecar: false,
+    }
+}
+
+impl Switching {
+    fn set_mode(&self, mode: DataPlaneMode) {
+        if let Ok(mut m) = self.modes.modes.lock() {
+            m.insert("shop/web-0".into(), web_mode(mode));
+        }
+        self.modes.changes.send_replace(());
+    }
+}
+
+#[tokio::test]
+async fn a_pod_that_leaves_ambient_mode_is_released_after_the_grace() {
+    let mut s = switching().await;
+    // The namespace's label changes to none: the pod is released, but not
+    // before the grace has passed.
+    let changed = tokio::time::Instant::now();
+    s.set_mode(DataPlaneMode::None);
+    assert_eq!(next(&mut s.events).await, ("remove".into(), "u1".into(), 0));
+    assert!(
+        changed.elapsed() >= Duration::from_millis(300),
+        "released after {:?}, within the grace",
+        changed.elapsed()
+    );
     // The rules go right after the ztunnel let go.
     let released = tokio::time::timeout(Duration::from_secs(10), async {
-        while agent.inner.state.load("u1").ok().flatten().is_some() {
+        while s.agent.inner.state.load("u1").ok().flatten().is_some() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
     released.await.expect("record deleted within 10s");
-    assert_eq!(redirect.calls(), ["install", "remove"]);
-    running.abort();
+    assert_eq!(s.redirect.calls(), ["install", "remove"]);
+    s.running.abort();
+}
+
+#[tokio::test]
+async fn a_pod_switched_back_within_the_grace_stays_captured() {
+    let mut s = switching().await;
+    s.set_mode(DataPlaneMode::Sidecar);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.set_mode(DataPlaneMode::Ambient);
+    let event = tokio::time::timeout(Duration::from_millis(800), next(&mut s.events)).await;
+    assert!(event.is_err(), "nothing sent to the ztunnel: {event:?}");
+    assert!(s.agent.inner.state.load("u1").ok().flatten().is_some());
+    assert_eq!(s.redirect.calls(), ["install"]);
+    s.running.abort();
 }
 
 #[tokio::test]
