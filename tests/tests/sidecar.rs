@@ -7,7 +7,10 @@
 //! Checked: sidecar → sidecar traffic is tunnelled over HBONE (the
 //! destination's :15008 holds the connection), a DENY policy refuses it by
 //! the source's identity, and a pod outside the mesh reaches a sidecar pod
-//! in plaintext under PERMISSIVE. Root only (skipped otherwise, unless
+//! in plaintext under PERMISSIVE and is refused under STRICT. Then HTTP
+//! through the sidecar: HTTP/1.1 keep-alive and chunked, gRPC over HTTP/2,
+//! an upgrade, a server-first protocol without a stall, upstream reuse,
+//! request metrics and the JSON access log. Root only (skipped otherwise, unless
 //! CI=true).
 
 // Shared with tests/ambient.rs (it allows the parts this test leaves unused).
@@ -27,7 +30,7 @@ use std::{
 use braid_capture::testing::{TestNet, TestPod, require_root};
 use support::{
     EchoConn, EchoServer, HOST, Process, binaries, child_env, echo, established, eventually,
-    free_port, has_ip, http_get, pod_token, refused,
+    free_port, has_ip, http_get, peer_authentication, pod_token, refused,
 };
 
 const ECHO_PORT: u16 = 8080;
@@ -252,6 +255,25 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
         "front -> back after the DENY is gone",
         Duration::from_secs(5),
         || echo(front, to_back).map_err(|e| format!("{e}")),
+    );
+
+    // STRICT on shop: plaintext from outside the mesh is refused by back's
+    // sidecar, mTLS from front still passes.
+    std::fs::write(
+        config_dir.join("strict.yaml"),
+        peer_authentication("shop", "strict", "STRICT"),
+    )?;
+    eventually(
+        "STRICT to refuse old -> back",
+        Duration::from_secs(5),
+        || refused(old, to_back),
+    );
+    echo(front, to_back).map_err(|e| anyhow::anyhow!("front -> back under STRICT: {e}"))?;
+    std::fs::remove_file(config_dir.join("strict.yaml"))?;
+    eventually(
+        "old -> back after STRICT is gone",
+        Duration::from_secs(5),
+        || echo(old, to_back).map_err(|e| format!("{e}")),
     );
 
     check_http(front, back, old, &back_http)?;

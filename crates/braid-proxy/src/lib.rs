@@ -8,8 +8,10 @@
 //! * [`ztunnel`]: the per-node proxy for ambient pods, capturing inside each
 //!   pod's network namespace.
 //!
-//! Not here yet: the sidecar and waypoint compositions, HTTP-aware proxying
-//! and telemetry. Certificates and TLS configurations come from
+//! * [`sidecar`]: the per-pod proxy, with [`l7`] HTTP-aware outbound
+//!   proxying; [`telemetry`]: connection and request metrics, access logs.
+//!
+//! Not here yet: the waypoint composition. Certificates and TLS configurations come from
 //! `braid-identity`; capture (namespaces, rules, `SO_ORIGINAL_DST`) from
 //! `braid-capture`.
 

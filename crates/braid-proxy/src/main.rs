@@ -21,7 +21,7 @@ struct Cli {
 enum Command {
     /// The per-node proxy for ambient pods.
     Ztunnel(braid_proxy::ztunnel::Config),
-    /// The proxy inside one sidecar-mode pod (L4 today).
+    /// The proxy inside one sidecar-mode pod (HTTP-aware outbound, L4 inbound).
     Sidecar(braid_proxy::sidecar::Config),
     /// Install a sidecar pod's redirect rules in this network namespace.
     Init(braid_proxy::init::Config),

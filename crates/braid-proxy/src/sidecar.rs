@@ -6,7 +6,9 @@
 //! and serves the same L4 paths as the ztunnel does for an ambient pod:
 //! outbound capture on 15001, plaintext inbound on 15006, HBONE on 15008.
 //! So a sidecar pod and an ambient pod reach each other over HBONE with the
-//! same identities and policies. HTTP-aware proxying comes next.
+//! same identities and policies. Unlike the ztunnel it is HTTP-aware on
+//! the way out ([`crate::l7`]): requests are routed, counted and logged one
+//! by one.
 
 use std::{net::SocketAddr, sync::Arc};
 
