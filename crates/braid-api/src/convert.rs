@@ -47,7 +47,8 @@ fn port_from_u32(port: u32) -> Result<u16, String> {
 
 // === Workload ===
 
-fn mode_to_proto(mode: model::DataPlaneMode) -> wl::DataPlaneMode {
+/// The wire form of a data-plane mode.
+pub fn mode_to_proto(mode: model::DataPlaneMode) -> wl::DataPlaneMode {
     match mode {
         model::DataPlaneMode::None => wl::DataPlaneMode::None,
         model::DataPlaneMode::Sidecar => wl::DataPlaneMode::Sidecar,

@@ -8,6 +8,7 @@
 //! | `/debug/config` | the effective configuration (flags, env, defaults) |
 //! | `/debug/config-errors` | rejected documents (file, document, field, message) |
 //! | `/debug/proxy-status` | connected proxies and their ACK state per type |
+//! | `/debug/mode-status` | workloads' effective and actual modes (`?namespace=NS` filters) |
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -66,11 +67,21 @@ fn route(req: &Request<Incoming>, debug: &DebugState, metrics: &Metrics) -> Resp
         "/debug/config" => json(debug.config.as_ref()),
         "/debug/config-errors" => json(&debug.errors.list()),
         "/debug/proxy-status" => json(&debug.proxy_status()),
+        "/debug/mode-status" => json(&debug.mode_status(namespace_query(req.uri().query()))),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /metrics, /debug/config, /debug/config-errors, /debug/proxy-status\n".into(),
+            "not found; try /healthz, /metrics, /debug/config, /debug/config-errors, /debug/proxy-status, /debug/mode-status\n".into(),
         ),
     }
+}
+
+/// The `namespace=` parameter of a query string (namespace names need no
+/// percent-decoding).
+fn namespace_query(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("namespace="))
+        .filter(|ns| !ns.is_empty())
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

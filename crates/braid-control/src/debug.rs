@@ -1,18 +1,21 @@
-//! Read-only views of the control plane for operators: connected proxies and
-//! configuration errors. Served as JSON by the admin endpoint and over gRPC
+//! Read-only views of the control plane for operators: connected proxies,
+//! configuration errors and workloads' mode status. Served as JSON by the admin endpoint and over gRPC
 //! (`braid.admin.v1alpha1.ControlPlaneDebug`, on the xDS port) for braidctl.
 
 use std::{sync::Arc, time::SystemTime};
 
-use braid_api::braid::admin::v1alpha1::{
-    self as api, control_plane_debug_server::ControlPlaneDebug,
+use braid_api::braid::{
+    admin::v1alpha1::{self as api, control_plane_debug_server::ControlPlaneDebug},
+    workload::v1alpha1 as wl,
 };
+use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    snapshot::Snapshot,
+    modes::{self, ConnectedProxies, PendingRestart, ProxyKind, WorkloadMode},
+    snapshot::{ResourceType, Snapshot},
     source::{ConfigError, ConfigErrors},
     xds::{Registry, stream::TypeStatus},
 };
@@ -39,6 +42,15 @@ pub struct ProxyStatusView {
     pub current_version: u64,
     /// Connected proxies.
     pub proxies: Vec<ProxyView>,
+}
+
+/// Everything `braidctl status` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeStatusView {
+    /// The configuration version the workloads were read from.
+    pub current_version: u64,
+    /// One row per workload, sorted by namespace and name.
+    pub workloads: Vec<WorkloadMode>,
 }
 
 /// The debug state shared by the admin endpoint and the gRPC debug service.
@@ -75,6 +87,35 @@ impl DebugState {
             proxies,
         }
     }
+
+    /// Every published workload's mode status; only `namespace`'s when given.
+    pub fn mode_status(&self, namespace: Option<&str>) -> ModeStatusView {
+        let snapshot = self.snapshots.borrow().clone();
+        let workloads: Vec<braid_model::Workload> = snapshot
+            .resources(ResourceType::Workload)
+            .values()
+            .filter(|r| namespace.is_none_or(|ns| r.name.starts_with(&format!("{ns}/"))))
+            .filter_map(|r| decode_workload(&r.body.value))
+            .collect();
+        let mut node_ids = Vec::new();
+        self.registry.for_each(|s| node_ids.push(s.node_id.clone()));
+        let proxies = ConnectedProxies::from_node_ids(node_ids.iter().map(String::as_str));
+        ModeStatusView {
+            current_version: snapshot.version,
+            workloads: modes::rows(&workloads, &proxies, namespace),
+        }
+    }
+}
+
+/// A published Workload back in the model. It was encoded from the model by
+/// the index, so a failure is a bug: logged and skipped.
+fn decode_workload(bytes: &[u8]) -> Option<braid_model::Workload> {
+    let decoded = wl::Workload::decode(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|w| braid_model::Workload::try_from(w).map_err(|e| e.to_string()));
+    decoded
+        .inspect_err(|e| tracing::error!(error = %e, "cannot decode a published workload"))
+        .ok()
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
@@ -91,6 +132,31 @@ fn config_error_to_proto(e: ConfigError) -> api::ConfigError {
         document: e.document.and_then(|d| i32::try_from(d).ok()).unwrap_or(-1),
         field: e.field,
         message: e.message,
+    }
+}
+
+fn workload_mode_to_proto(w: WorkloadMode) -> api::WorkloadModeStatus {
+    let pending = match w.pending {
+        PendingRestart::None => api::PendingRestart::None,
+        PendingRestart::ToGetSidecar => api::PendingRestart::ToGetSidecar,
+        PendingRestart::ToLeaveSidecar => api::PendingRestart::ToLeaveSidecar,
+        PendingRestart::ToJoinAmbient => api::PendingRestart::ToJoinAmbient,
+    };
+    api::WorkloadModeStatus {
+        namespace: w.namespace,
+        name: w.name,
+        node: w.node,
+        effective_mode: braid_api::convert::mode_to_proto(w.effective).into(),
+        actual_mode: braid_api::convert::mode_to_proto(w.actual).into(),
+        pending: pending.into(),
+        proxy: w.proxy.map(|p| api::ServingProxy {
+            kind: match p.kind {
+                ProxyKind::Sidecar => api::ProxyKind::Sidecar,
+                ProxyKind::Ztunnel => api::ProxyKind::Ztunnel,
+            }
+            .into(),
+            node_id: p.node_id,
+        }),
     }
 }
 
@@ -146,5 +212,22 @@ impl ControlPlaneDebug for DebugState {
             .map(config_error_to_proto)
             .collect();
         Ok(Response::new(api::ConfigErrorsResponse { errors }))
+    }
+
+    async fn mode_status(
+        &self,
+        request: Request<api::ModeStatusRequest>,
+    ) -> Result<Response<api::ModeStatusResponse>, Status> {
+        let namespace = request.into_inner().namespace;
+        let namespace = (!namespace.is_empty()).then_some(namespace.as_str());
+        let view = DebugState::mode_status(self, namespace);
+        Ok(Response::new(api::ModeStatusResponse {
+            current_version: view.current_version.to_string(),
+            workloads: view
+                .workloads
+                .into_iter()
+                .map(workload_mode_to_proto)
+                .collect(),
+        }))
     }
 }

@@ -18,6 +18,7 @@ mod hash;
 pub mod identities;
 pub mod index;
 pub mod metrics;
+pub mod modes;
 pub mod runtime;
 pub mod snapshot;
 pub mod source;

@@ -72,6 +72,16 @@ async fn admin_endpoint_serves_health_metrics_and_debug_views() -> anyhow::Resul
     })
     .await?;
 
+    let modes = http_get(admin, "/debug/mode-status?namespace=shop").await?;
+    assert!(
+        modes.contains("\"namespace\": \"shop\"")
+            && modes.contains("\"effective\": \"none\"")
+            && modes.contains("\"pending\": \"none\""),
+        "{modes}"
+    );
+    let other = http_get(admin, "/debug/mode-status?namespace=other").await?;
+    assert!(other.contains("\"workloads\": []"), "{other}");
+
     let missing = http_get(admin, "/nope").await?;
     assert!(
         missing.starts_with("HTTP/1.1 404") && missing.contains("/debug/proxy-status"),

@@ -31,7 +31,7 @@ pub(crate) struct ConfigErrorsArgs {
     control_plane: ControlPlane,
 }
 
-async fn connect(
+pub(crate) async fn connect(
     cp: &ControlPlane,
 ) -> anyhow::Result<ControlPlaneDebugClient<tonic::transport::Channel>> {
     let tls = cp.tls()?;
@@ -127,8 +127,18 @@ fn table(status: &ProxyStatusResponse) -> String {
         status.current_version,
         status.proxies.len()
     );
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+    write_aligned(&mut out, &rows);
+    out
+}
+
+/// Appends `rows` (the first is the header) as columns padded to their
+/// widest cell, two spaces apart; the last column is not padded.
+pub(crate) fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
+    let Some(header) = rows.first() else {
+        return;
+    };
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in rows {
         let last = row.len() - 1;
@@ -140,7 +150,6 @@ fn table(status: &ProxyStatusResponse) -> String {
             }
         }
     }
-    out
 }
 
 fn dash(s: &str) -> String {

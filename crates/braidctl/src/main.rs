@@ -1,11 +1,12 @@
 //! `braidctl`: Braid's command-line tool. Today it inspects a running control
-//! plane (`proxy-status`, `config-errors`) and subscribes like a proxy to
+//! plane (`status`, `proxy-status`, `config-errors`) and subscribes like a proxy to
 //! print what one would receive (`x watch`). Install, mode switching and the
 //! demo come with later releases.
 
 use clap::{Parser, Subcommand};
 
 mod debug;
+mod status;
 mod watch;
 
 /// Inspect and operate a Braid mesh.
@@ -18,6 +19,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Every workload's mode from labels (effective), the data plane that
+    /// serves it now (actual), its connected proxy, and what a mode switch
+    /// still waits for.
+    Status(status::Args),
     /// Every connected proxy and, per resource type, the version it ACKed,
     /// whether it is in sync, and its last NACK with the reason.
     ProxyStatus(debug::ProxyStatusArgs),
@@ -38,6 +43,7 @@ enum Experimental {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Status(args) => status::run(args).await,
         Command::ProxyStatus(args) => debug::proxy_status(args).await,
         Command::ConfigErrors(args) => debug::config_errors(args).await,
         Command::X(Experimental::Watch(args)) => watch::run(args).await,

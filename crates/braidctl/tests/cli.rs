@@ -1,6 +1,7 @@
 //! braidctl against a real, in-process control plane: `x watch` prints the
 //! deltas a proxy receives; `proxy-status` shows the watcher in sync;
-//! `config-errors` shows a rejected document.
+//! `config-errors` shows a rejected document; `status` shows each
+//! workload's modes and what a namespace switch waits for.
 
 use std::{process::Stdio, time::Duration};
 
@@ -243,6 +244,191 @@ async fn with_ca_root_braidctl_talks_tls_to_a_control_plane_with_a_ca() -> anyho
             .context("one delta")?,
     )?;
     assert_eq!(line["name"], "shop/a");
+    cp.shutdown().await;
+    Ok(())
+}
+
+/// A pod in `ns` on node-a; with the braid-proxy container when `sidecar`.
+fn meshed_pod(ns: &str, name: &str, ip: &str, sidecar: bool) -> String {
+    let proxy = if sidecar {
+        ", {name: braid-proxy, image: braid/proxy}"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec: {{nodeName: node-a, containers: [{{name: app, image: app}}{proxy}]}}\nstatus: {{podIP: {ip}}}\n"
+    )
+}
+
+fn namespaces(shop: &str, inventory: &str, legacy: &str) -> String {
+    [("shop", shop), ("inventory", inventory), ("legacy", legacy)]
+        .map(|(name, mode)| {
+            format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{braid.dev/mode: {mode}}}}}\n"
+            )
+        })
+        .join("---\n")
+}
+
+/// Cells of the table row for `ns/name`.
+fn status_row(table: &str, ns: &str, name: &str) -> Option<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.len() == 7 && cells[0] == ns && cells[1] == name)
+}
+
+#[tokio::test]
+async fn status_shows_each_mode_and_what_a_switch_waits_for() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("namespaces.yaml"),
+        namespaces("sidecar", "ambient", "none"),
+    )?;
+    std::fs::write(
+        dir.path().join("pods.yaml"),
+        [
+            meshed_pod("shop", "web-0", "198.18.0.1", true),
+            meshed_pod("shop", "web-1", "198.18.0.2", false),
+            meshed_pod("inventory", "stock-0", "198.18.0.3", false),
+            meshed_pod("legacy", "reports-0", "198.18.0.4", false),
+        ]
+        .join("---\n"),
+    )?;
+    let cp = ControlPlane::start(Config::for_tests(dir.path())).await?;
+    let addr = cp.xds_addr().to_string();
+
+    // A ztunnel for node-a and the sidecar of shop/web-0, as xDS clients.
+    let mut proxies = Vec::new();
+    for node_id in ["ztunnel~node-a", "sidecar~shop/web-0"] {
+        let child = braidctl()
+            .args(["x", "watch", "--type", "workload", "--control-plane", &addr])
+            .args(["--node-id", node_id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        proxies.push(child);
+    }
+    let mut out = String::new();
+    for _ in 0..200 {
+        let (ok, table) = run(&["status", "--control-plane", &addr]).await?;
+        assert!(ok, "status exits 0: {table}");
+        out = table;
+        if out.contains("ztunnel node-a connected") && out.contains("sidecar connected") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = |ns, name| status_row(&out, ns, name).with_context(|| format!("{ns}/{name}:\n{out}"));
+    assert_eq!(
+        row("shop", "web-0")?,
+        [
+            "shop",
+            "web-0",
+            "node-a",
+            "sidecar",
+            "sidecar",
+            "sidecar connected",
+            "ok"
+        ],
+    );
+    assert_eq!(
+        row("shop", "web-1")?,
+        [
+            "shop",
+            "web-1",
+            "node-a",
+            "sidecar",
+            "none",
+            "-",
+            "restart to get a sidecar"
+        ],
+    );
+    assert_eq!(
+        row("inventory", "stock-0")?,
+        [
+            "inventory",
+            "stock-0",
+            "node-a",
+            "ambient",
+            "ambient",
+            "ztunnel node-a connected",
+            "ok"
+        ],
+    );
+    assert_eq!(
+        row("legacy", "reports-0")?,
+        ["legacy", "reports-0", "node-a", "none", "none", "-", "ok"],
+    );
+    assert!(
+        out.ends_with("4 workloads, 1 waits for a restart\n"),
+        "{out}"
+    );
+
+    // Switch shop to ambient and legacy to sidecar: web-0 keeps its sidecar
+    // until restarted, web-1 joins ambient at once, reports-0 waits.
+    std::fs::write(
+        dir.path().join("namespaces.yaml"),
+        namespaces("ambient", "ambient", "sidecar"),
+    )?;
+    let mut json = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (ok, text) = run(&["status", "--control-plane", &addr, "-o", "json"]).await?;
+        assert!(ok, "{text}");
+        json = serde_json::from_str(&text)?;
+        if json["waiting_for_restart"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let find = |ns: &str, name: &str| {
+        json["workloads"]
+            .as_array()
+            .and_then(|ws| {
+                ws.iter()
+                    .find(|w| w["namespace"] == ns && w["name"] == name)
+                    .cloned()
+            })
+            .with_context(|| format!("{ns}/{name}: {json}"))
+    };
+    let web0 = find("shop", "web-0")?;
+    assert_eq!(
+        (&web0["effective"], &web0["actual"], &web0["status"]),
+        (
+            &"ambient".into(),
+            &"sidecar".into(),
+            &"restart to join ambient".into()
+        ),
+        "{json}"
+    );
+    assert_eq!(web0["proxy"]["node_id"], "sidecar~shop/web-0");
+    let web1 = find("shop", "web-1")?;
+    assert_eq!(web1["actual"], "ambient", "{json}");
+    assert_eq!(web1["status"], "ok", "{json}");
+    assert_eq!(web1["proxy"]["node_id"], "ztunnel~node-a", "{json}");
+    let reports = find("legacy", "reports-0")?;
+    assert_eq!(reports["status"], "restart to get a sidecar", "{json}");
+    assert_eq!(json["total"], 4);
+
+    // --namespace filters.
+    let (ok, out) = run(&["status", "--control-plane", &addr, "--namespace", "legacy"]).await?;
+    assert!(ok);
+    assert!(status_row(&out, "legacy", "reports-0").is_some(), "{out}");
+    assert!(status_row(&out, "shop", "web-0").is_none(), "{out}");
+    assert!(
+        out.ends_with("1 workload, 1 waits for a restart\n"),
+        "{out}"
+    );
+
+    for mut p in proxies {
+        p.kill().await?;
+    }
     cp.shutdown().await;
     Ok(())
 }
