@@ -82,7 +82,58 @@ pub struct Config {
     /// Lifetime of issued workload certificates, e.g. `24h`, `90m`, `3600s`.
     #[arg(long, env = "BRAID_CERT_LIFETIME", default_value = "24h", value_parser = parse_lifetime, value_name = "DURATION")]
     pub cert_lifetime: Duration,
+
+    /// Address of the sidecar injection webhook (HTTPS, path `/inject`).
+    /// Served only when there is a CA (`--ca-dir` or `--ca-cert`), which
+    /// issues its certificate.
+    #[arg(
+        long,
+        env = "BRAID_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:15017",
+        value_name = "ADDR"
+    )]
+    pub webhook_listen: SocketAddr,
+
+    /// Extra DNS name for the webhook's certificate (repeatable), besides
+    /// `braid-control.braid-system.svc` and `braid-control.braid-system.svc.cluster.local`.
+    #[arg(
+        long = "webhook-dns-name",
+        env = "BRAID_WEBHOOK_DNS_NAMES",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub webhook_dns_names: Vec<String>,
+
+    /// Image of the injected `braid-proxy` containers (sidecar and init step).
+    #[arg(long, env = "BRAID_PROXY_IMAGE", default_value = DEFAULT_PROXY_IMAGE, value_name = "IMAGE")]
+    pub proxy_image: String,
+
+    /// The control plane address injected sidecars connect to (their
+    /// `BRAID_CONTROL_PLANE`).
+    #[arg(
+        long,
+        env = "BRAID_PROXY_CONTROL_PLANE",
+        default_value = DEFAULT_PROXY_CONTROL_PLANE,
+        value_name = "URL"
+    )]
+    pub proxy_control_plane: String,
+
+    /// The CNI plugin installs sidecar pods' redirect rules (`braid-cni
+    /// --sidecar-rules`): inject no `braid-init` container.
+    #[arg(long, env = "BRAID_CNI_SIDECAR_RULES")]
+    pub cni_sidecar_rules: bool,
+
+    /// Inject the proxy as a regular container instead of a native sidecar
+    /// (an init container with `restartPolicy: Always`, Kubernetes 1.29+).
+    #[arg(long, env = "BRAID_INJECT_LEGACY_SIDECAR")]
+    pub inject_legacy_sidecar: bool,
 }
+
+/// Default `--proxy-image`: the proxy of this release.
+pub const DEFAULT_PROXY_IMAGE: &str = concat!("braid/braid-proxy:", env!("CARGO_PKG_VERSION"));
+
+/// Default `--proxy-control-plane`: the control plane's Service in `braid-system`.
+pub const DEFAULT_PROXY_CONTROL_PLANE: &str = "http://braid-control.braid-system.svc:15010";
 
 fn parse_lifetime(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -126,6 +177,23 @@ impl Config {
             ca_key: None,
             ca_chain: None,
             cert_lifetime: Duration::from_secs(24 * 3600),
+            webhook_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            webhook_dns_names: Vec::new(),
+            proxy_image: DEFAULT_PROXY_IMAGE.to_string(),
+            proxy_control_plane: DEFAULT_PROXY_CONTROL_PLANE.to_string(),
+            cni_sidecar_rules: false,
+            inject_legacy_sidecar: false,
+        }
+    }
+
+    /// What the injection webhook adds to pods.
+    pub fn inject_config(&self) -> crate::inject::InjectConfig {
+        crate::inject::InjectConfig {
+            proxy_image: self.proxy_image.clone(),
+            control_plane: self.proxy_control_plane.clone(),
+            trust_domain: self.trust_domain.clone(),
+            cni_sidecar_rules: self.cni_sidecar_rules,
+            legacy_sidecar: self.inject_legacy_sidecar,
         }
     }
 

@@ -14,6 +14,7 @@ use std::{
 use braid_api::convert;
 use braid_model::k8s::PodInfo;
 use braid_model::k8s::{self, MeshSettings, SERVICE_NAME_LABEL};
+use braid_model::{DataPlaneMode, MODE_LABEL};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::{
@@ -27,6 +28,11 @@ pub mod publisher;
 /// Resource updates for one publish: per type, name -> new resource or removal.
 pub type Updates = [BTreeMap<String, Option<Arc<Resource>>>; ResourceType::COUNT];
 
+/// Every known Namespace and the mode its `braid.dev/mode` label selects
+/// (`None`: no label, or a value that is not a mode). The injection webhook
+/// reads it; a namespace missing here is unknown to the control plane.
+pub type NamespaceModes = BTreeMap<String, Option<DataPlaneMode>>;
+
 /// Every object the sources reported, grouped by namespace.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -38,6 +44,9 @@ pub struct Index {
     tokens: BTreeMap<(String, String), Arc<KubeObject>>,
     /// Pods or tokens changed since the last [`Index::identities`].
     identities_dirty: bool,
+    /// Namespaces changed since the last [`Index::namespace_modes`]; true at
+    /// first so the initial load always publishes.
+    namespaces_dirty: bool,
 }
 
 /// The namespaced objects of one namespace, shared with the source (an
@@ -59,6 +68,7 @@ impl Index {
     pub fn new(settings: MeshSettings) -> Self {
         Self {
             settings,
+            namespaces_dirty: true,
             ..Default::default()
         }
     }
@@ -78,6 +88,7 @@ impl Index {
             return;
         }
         if key.kind == Kind::Namespace {
+            self.namespaces_dirty = true;
             self.namespaces.insert(key.name.clone(), object);
             self.dirty.insert(key.name);
             return;
@@ -108,6 +119,7 @@ impl Index {
             return;
         }
         if key.kind == Kind::Namespace {
+            self.namespaces_dirty = true;
             self.namespaces.remove(&key.name);
             self.dirty.insert(key.name.clone());
             return;
@@ -139,6 +151,27 @@ impl Index {
             .filter_map(|o| o.as_pod());
         let tokens = self.tokens.values().filter_map(|o| o.as_token());
         Some(Identities::new(pods, tokens))
+    }
+
+    /// Every Namespace's mode label, when Namespaces changed since the last
+    /// call (always on the first call).
+    pub fn namespace_modes(&mut self) -> Option<NamespaceModes> {
+        if !std::mem::take(&mut self.namespaces_dirty) {
+            return None;
+        }
+        let modes = self.namespaces.iter().map(|(name, object)| {
+            let mode = match object.as_ref() {
+                KubeObject::Namespace(ns) => ns
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|labels| labels.get(MODE_LABEL))
+                    .and_then(|value| value.parse().ok()),
+                _ => None,
+            };
+            (name.clone(), mode)
+        });
+        Some(modes.collect())
     }
 
     /// Whether changes are waiting for [`Index::updates`].

@@ -7,8 +7,8 @@
 //! [`index`] turns dirty namespaces into resource updates, [`snapshot`] holds
 //! immutable versions, and [`xds`] streams the differences to every proxy.
 //! With `--ca-dir`, [`certificates`] signs workload certificates for proxies
-//! that present a token the [`identities`] view authorizes. TLS on the xDS
-//! port and the injection webhook are not here yet.
+//! that present a token the [`identities`] view authorizes, and [`inject`]
+//! serves the sidecar injection webhook with a certificate from the same CA.
 
 pub mod admin;
 pub mod certificates;
@@ -17,6 +17,7 @@ pub mod debug;
 mod hash;
 pub mod identities;
 pub mod index;
+pub mod inject;
 pub mod metrics;
 pub mod modes;
 pub mod runtime;

@@ -25,9 +25,10 @@ use crate::{
     debug::DebugState,
     identities::Identities,
     index::{
-        Index,
+        Index, NamespaceModes,
         publisher::{self, Debounce, Outputs},
     },
+    inject::{cert::WebhookIssuer, server::Webhook},
     metrics::Metrics,
     snapshot::Snapshot,
     source::{ConfigErrors, file::FileSource},
@@ -73,6 +74,9 @@ pub enum StartError {
     /// The control plane's own certificate could not be issued.
     #[error("cannot issue the control plane's serving certificate: {0}")]
     ServingCertificate(String),
+    /// The injection webhook's certificate cannot be issued.
+    #[error("injection webhook: {0}")]
+    Webhook(#[from] crate::inject::cert::CertError),
     /// `--trust-domain` is not a valid SPIFFE trust domain.
     #[error("--trust-domain: {0}")]
     TrustDomain(#[from] braid_identity::TrustDomainError),
@@ -83,6 +87,7 @@ pub enum StartError {
 pub struct ControlPlane {
     xds_addr: SocketAddr,
     admin_addr: SocketAddr,
+    webhook_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     errors: ConfigErrors,
@@ -101,6 +106,14 @@ impl ControlPlane {
         let admin = bind(config.admin_listen, "admin", "admin-listen").await?;
         let xds_addr = local_addr(&xds, config.xds_listen);
         let admin_addr = local_addr(&admin, config.admin_listen);
+        // The webhook's certificate comes from the CA: no CA, no webhook.
+        let webhook = match config.ca_dir.is_some() || config.ca_cert.is_some() {
+            true => Some(bind(config.webhook_listen, "injection webhook", "webhook-listen").await?),
+            false => None,
+        };
+        let webhook_addr = webhook
+            .as_ref()
+            .map(|l| local_addr(l, config.webhook_listen));
 
         let ca = load_ca(&config)?;
         let errors = ConfigErrors::default();
@@ -111,9 +124,11 @@ impl ControlPlane {
         let mut index = Index::new(config.mesh_settings());
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (identities_tx, identities) = watch::channel(Arc::new(Identities::default()));
+        let (namespaces_tx, namespaces) = watch::channel(Arc::new(NamespaceModes::new()));
         let outputs = Outputs {
             snapshots: snapshot_tx,
             identities: identities_tx,
+            namespaces: namespaces_tx,
             metrics: metrics.clone(),
         };
         publisher::apply_and_publish(&mut index, source.scan()?, &outputs);
@@ -186,16 +201,39 @@ impl ControlPlane {
                 tracing::error!(error = %e, "xDS server failed");
             }
         }));
+        if let (Some(listener), Some(ca)) = (webhook, &ca) {
+            let issuer = WebhookIssuer::new(
+                ca,
+                &ca_key_file(&config),
+                &config.webhook_dns_names,
+                config.webhook_listen.ip(),
+                config.cert_lifetime,
+            )?;
+            let webhook = Webhook {
+                config: Arc::new(config.inject_config()),
+                namespaces,
+            };
+            tasks.extend(crate::inject::server::spawn(
+                listener,
+                issuer,
+                webhook,
+                shutdown_rx.clone(),
+            )?);
+        } else {
+            tracing::info!("injection webhook off: it needs a CA (--ca-dir or --ca-cert)");
+        }
         tasks.push(tokio::spawn(crate::admin::serve(
             admin,
             debug,
             metrics.clone(),
             shutdown_rx,
         )));
-        tracing::info!(%xds_addr, %admin_addr, "control plane serving");
+        let webhook = webhook_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(%xds_addr, %admin_addr, %webhook, "control plane serving");
         Ok(Self {
             xds_addr,
             admin_addr,
+            webhook_addr,
             shutdown,
             snapshots,
             errors,
@@ -212,6 +250,11 @@ impl ControlPlane {
     /// The bound admin HTTP address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// The bound injection webhook address; `None` without a CA.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook_addr
     }
 
     /// The newest published configuration version (0 before anything loaded).
@@ -300,6 +343,16 @@ fn load_ca(config: &Config) -> Result<Option<Arc<Ca>>, StartError> {
         _ => return Ok(None),
     };
     Ok(Some(Arc::new(ca)))
+}
+
+/// The file holding the CA's private key: the root key braid-identity keeps
+/// in `--ca-dir` (`root-key.pem`), or `--ca-key`.
+fn ca_key_file(config: &Config) -> std::path::PathBuf {
+    match (&config.ca_dir, &config.ca_key) {
+        (Some(dir), _) => dir.join("root-key.pem"),
+        (None, Some(key)) => key.clone(),
+        (None, None) => std::path::PathBuf::new(),
+    }
 }
 
 async fn bind(

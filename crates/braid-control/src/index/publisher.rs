@@ -8,7 +8,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::Index;
+use super::{Index, NamespaceModes};
 use crate::{identities::Identities, metrics::Metrics, snapshot::Snapshot, source::Change};
 
 /// When to publish after a change.
@@ -28,6 +28,8 @@ pub struct Outputs {
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     /// Who may hold which identity, for the certificate service.
     pub identities: watch::Sender<Arc<Identities>>,
+    /// Namespaces and their mode labels, for the injection webhook.
+    pub namespaces: watch::Sender<Arc<NamespaceModes>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
@@ -72,6 +74,9 @@ pub async fn run(
 fn publish(index: &mut Index, outputs: &Outputs) {
     if let Some(identities) = index.identities() {
         outputs.identities.send_replace(Arc::new(identities));
+    }
+    if let Some(modes) = index.namespace_modes() {
+        outputs.namespaces.send_replace(Arc::new(modes));
     }
     if !index.is_dirty() {
         return;

@@ -169,3 +169,35 @@ fn peer_authentications_are_served_per_namespace_as_they_are() {
             .contains("shop/legacy-clients")
     );
 }
+
+#[test]
+fn namespace_modes_follow_namespace_labels() {
+    let mut index = Index::new(MeshSettings::default());
+    assert_eq!(
+        index.namespace_modes(),
+        Some(NamespaceModes::new()),
+        "first call publishes"
+    );
+    assert_eq!(index.namespace_modes(), None, "nothing changed");
+    load(
+        &mut index,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {braid.dev/mode: sidecar}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
+    );
+    load(&mut index, POD);
+    let modes = index.namespace_modes().expect("namespaces changed");
+    assert_eq!(modes.get("shop"), Some(&Some(DataPlaneMode::Sidecar)));
+    assert_eq!(modes.get("plain"), Some(&None));
+    load(&mut index, POD);
+    assert_eq!(
+        index.namespace_modes(),
+        None,
+        "pods do not touch namespaces"
+    );
+    index.apply(Change::Delete(ObjectKey {
+        kind: Kind::Namespace,
+        namespace: String::new(),
+        name: "shop".to_string(),
+    }));
+    let modes = index.namespace_modes().expect("a namespace went away");
+    assert_eq!(modes.get("shop"), None);
+}
