@@ -4,13 +4,17 @@
 //! `--update-book` it also rewrites the measured section of
 //! `book/src/performance.md`.
 //!
-//! Every number is a ratio against a direct (unproxied) run measured in the
-//! same invocation, so a slow or busy machine moves both sides alike; the
-//! absolute numbers are reported too, for context only.
+//! Every scenario measures a direct (unproxied) path in the same invocation
+//! as the path through Braid, so a slow or busy machine moves both sides
+//! alike. A row's target applies to the ratio braid / direct, to the
+//! difference braid − direct (added latency), or, where there is no direct
+//! side (a proxy's memory or CPU), to Braid's number itself.
 //!
-//! A scenario is an entry in [`SCENARIOS`]: a name, the release examples it
-//! needs, and a function that runs them and returns [`Row`]s. Each child
-//! process runs under a time limit ([`run_bounded`]).
+//! A scenario is an entry in [`SCENARIOS`]: a name, the release examples
+//! and binaries it needs, and a function that runs them and returns
+//! [`Row`]s. Each child process runs under a time limit ([`run_bounded`]).
+//! The network-namespace scenarios (`mesh-*`, see [`mesh`]) need root and
+//! report a skipped row otherwise.
 
 use std::{
     fmt::Write as _,
@@ -24,6 +28,7 @@ use anyhow::{Context as _, bail};
 
 mod hbone_throughput;
 mod machine;
+mod mesh;
 
 use machine::Machine;
 
@@ -32,14 +37,14 @@ use crate::test::cargo;
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Fewer, smaller rounds: a smoke run in about a minute, noisier numbers.
+    /// Fewer, smaller rounds: a smoke run in under 5 minutes, noisier numbers.
     #[arg(long)]
     pub(crate) quick: bool,
     /// Run only this scenario (repeatable).
     #[arg(long, value_name = "NAME", value_parser = scenario_names())]
     pub(crate) only: Vec<String>,
     /// Also rewrite the measured section of book/src/performance.md (with
-    /// every scenario, so not with --only).
+    /// every scenario, so not with --only, and not when one was skipped).
     #[arg(long, conflicts_with = "only")]
     pub(crate) update_book: bool,
 }
@@ -51,19 +56,46 @@ struct Scenario {
     /// Release examples it runs, as (package, example); built before any
     /// scenario runs.
     examples: &'static [(&'static str, &'static str)],
+    /// Needs root and the release `braid-control`, `braid-proxy` and
+    /// `braid-cni` binaries (the network-namespace cluster); skipped, and
+    /// nothing built for it, when not root.
+    mesh: bool,
     /// Runs the scenario and returns its rows and its raw output (kept in
     /// report.json).
     run: fn(&Context) -> anyhow::Result<Outcome>,
 }
 
-/// Every scenario, in the order they run. To come (see the bench issue): L4
-/// latency and throughput through the ztunnel and the sidecar, HTTP and gRPC
-/// latency, CPU and memory per proxy, control-plane convergence.
-const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "hbone-throughput",
-    examples: &[("braid-proxy", "hbone_throughput")],
-    run: hbone_throughput::run,
-}];
+/// The example driving the network-namespace scenarios.
+const MESH_BENCH: (&str, &str) = ("braid-tests", "mesh_bench");
+
+/// Every scenario, in the order they run. To come (see the bench issue): the
+/// nginx L7 reference, gRPC latency, control-plane scale and convergence.
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "hbone-throughput",
+        examples: &[("braid-proxy", "hbone_throughput")],
+        mesh: false,
+        run: hbone_throughput::run,
+    },
+    Scenario {
+        name: mesh::THROUGHPUT,
+        examples: &[MESH_BENCH],
+        mesh: true,
+        run: mesh::run_throughput,
+    },
+    Scenario {
+        name: mesh::LATENCY,
+        examples: &[MESH_BENCH],
+        mesh: true,
+        run: mesh::run_latency,
+    },
+    Scenario {
+        name: mesh::MEMORY,
+        examples: &[MESH_BENCH],
+        mesh: true,
+        run: mesh::run_memory,
+    },
+];
 
 fn scenario_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(SCENARIOS.iter().map(|s| s.name))
@@ -75,6 +107,8 @@ struct Context {
     quick: bool,
     /// `<target-dir>/release`.
     release_dir: PathBuf,
+    /// Running as root (the network-namespace scenarios run).
+    root: bool,
 }
 
 impl Context {
@@ -105,13 +139,22 @@ struct Row {
     target: Target,
 }
 
-/// The goal for a row's ratio (braid / direct).
+/// The goal for a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Target {
-    /// The ratio must be at least this (throughput-like metrics).
+    /// The ratio braid / direct must be at least this (throughput-like
+    /// metrics).
     AtLeast(f64),
+    /// What Braid adds, braid − direct, must be at most `limit` (in the
+    /// row's unit, e.g. added latency in ms).
+    AddedAtMost { limit: f64, unit: &'static str },
+    /// Braid's number itself must be at most `limit`: rows with no direct
+    /// side, such as a proxy's memory or CPU per request.
+    AbsoluteAtMost { limit: f64, unit: &'static str },
     /// No target: the row is context, such as a reference path.
     Informational,
+    /// Not measured here (e.g. not root); neither passes nor fails.
+    Skipped,
 }
 
 /// A row's verdict.
@@ -120,6 +163,7 @@ enum Verdict {
     Pass,
     Fail,
     Info,
+    Skipped,
 }
 
 impl Row {
@@ -130,29 +174,63 @@ impl Row {
         }
     }
 
+    /// What Braid adds: braid − direct.
+    fn added(&self) -> Option<f64> {
+        match (self.direct, self.braid) {
+            (Some(d), Some(b)) if d.is_finite() && b.is_finite() => Some(b - d),
+            _ => None,
+        }
+    }
+
     fn verdict(&self) -> Verdict {
+        // A missing or non-finite measurement fails its target.
+        let check = |value: Option<f64>, ok: &dyn Fn(f64) -> bool| match value {
+            Some(v) if v.is_finite() && ok(v) => Verdict::Pass,
+            _ => Verdict::Fail,
+        };
         match self.target {
             Target::Informational => Verdict::Info,
-            Target::AtLeast(min) => match self.ratio() {
-                Some(r) if r >= min => Verdict::Pass,
-                _ => Verdict::Fail,
-            },
+            Target::Skipped => Verdict::Skipped,
+            Target::AtLeast(min) => check(self.ratio(), &|r| r >= min),
+            Target::AddedAtMost { limit, .. } => check(self.added(), &|a| a <= limit),
+            Target::AbsoluteAtMost { limit, .. } => check(self.braid, &|b| b <= limit),
         }
     }
 
     fn to_json(&self) -> serde_json::Value {
+        let (kind, limit, unit) = match self.target {
+            Target::AtLeast(min) => ("ratio_at_least", Some(min), None),
+            Target::AddedAtMost { limit, unit } => ("added_at_most", Some(limit), Some(unit)),
+            Target::AbsoluteAtMost { limit, unit } => ("absolute_at_most", Some(limit), Some(unit)),
+            Target::Informational => ("none", None, None),
+            Target::Skipped => ("skipped", None, None),
+        };
         serde_json::json!({
             "scenario": self.scenario,
             "metric": self.metric,
-            "direct": self.direct,
-            "braid": self.braid,
+            "direct": self.direct.filter(|v| v.is_finite()),
+            "braid": self.braid.filter(|v| v.is_finite()),
             "ratio": self.ratio(),
+            "added": self.added(),
+            "target": {"kind": kind, "limit": limit, "unit": unit},
             "target_min_ratio": match self.target {
                 Target::AtLeast(min) => Some(min),
-                Target::Informational => None,
+                _ => None,
             },
             "result": self.verdict().as_str(),
         })
+    }
+}
+
+impl Target {
+    /// How the table shows the target.
+    fn describe(self) -> String {
+        match self {
+            Target::AtLeast(min) => format!("≥ {min:.2}"),
+            Target::AddedAtMost { limit, unit } => format!("added ≤ {} {unit}", number(limit)),
+            Target::AbsoluteAtMost { limit, unit } => format!("≤ {} {unit}", number(limit)),
+            Target::Informational | Target::Skipped => "—".to_owned(),
+        }
     }
 }
 
@@ -162,6 +240,7 @@ impl Verdict {
             Self::Pass => "pass",
             Self::Fail => "FAIL",
             Self::Info => "info",
+            Self::Skipped => "skipped",
         }
     }
 }
@@ -229,9 +308,35 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
         .collect();
     let target_dir = target_dir(root);
+    let is_root = rustix::process::geteuid().is_root();
+    if !is_root && selected.iter().any(|s| s.mesh) {
+        eprintln!(
+            "==> not root: the network-namespace scenarios (mesh-*) are skipped; run as root to measure them"
+        );
+    }
+    // Nothing is built for a scenario that will be skipped.
+    let runnable = |s: &&&Scenario| is_root || !s.mesh;
 
+    if is_root && selected.iter().any(|s| s.mesh) {
+        eprintln!("==> building braid-control, braid-proxy and braid-cni (release)");
+        cargo(
+            root,
+            &[
+                "build",
+                "--release",
+                "-p",
+                "braid-control",
+                "-p",
+                "braid-proxy",
+                "-p",
+                "braid-cni",
+                "--bins",
+            ],
+        )?;
+    }
     let mut examples: Vec<(&str, &str)> = selected
         .iter()
+        .filter(runnable)
         .flat_map(|s| s.examples.iter().copied())
         .collect();
     examples.sort_unstable();
@@ -247,6 +352,7 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     let context = Context {
         quick: args.quick,
         release_dir: target_dir.join("release"),
+        root: is_root,
     };
     let provenance = Provenance::collect(root, args.quick);
     let mut rows = Vec::new();
@@ -307,8 +413,11 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         let _ = write!(md, "\n* {failure}\n");
     }
     write(&md_path, &md)?;
+    let skipped = rows.iter().any(|r| r.verdict() == Verdict::Skipped);
     if args.update_book && !failed.is_empty() {
         eprintln!("==> not updating the book: not every scenario ran");
+    } else if args.update_book && skipped {
+        eprintln!("==> not updating the book: some scenarios were skipped (run as root)");
     } else if args.update_book {
         let page = root.join("book/src/performance.md");
         let text = std::fs::read_to_string(&page)
@@ -328,7 +437,14 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     failed.extend(
         rows.iter()
             .filter(|r| r.verdict() == Verdict::Fail)
-            .map(|r| format!("{}: {} is below target", r.scenario, r.metric)),
+            .map(|r| {
+                format!(
+                    "{}: {} misses its target ({})",
+                    r.scenario,
+                    r.metric,
+                    r.target.describe()
+                )
+            }),
     );
     if !failed.is_empty() {
         bail!("{}", failed.join("; "));
@@ -366,33 +482,42 @@ fn replace_section(page: &str, section: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// The report as a Markdown table, one row per [`Row`].
+/// The report as a Markdown table, one row per [`Row`]. "braid − direct"
+/// is what Braid adds (added latency; negative for lost throughput).
 fn render_table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | metric | direct | braid | ratio | target | result |\n\
-         |---|---|---:|---:|---:|---:|---|\n",
+        "| scenario | metric | direct | braid | ratio | braid − direct | target | result |\n\
+         |---|---|---:|---:|---:|---:|---:|---|\n",
     );
-    let number = |v: Option<f64>| {
-        v.filter(|v| v.is_finite())
-            .map_or("—".to_owned(), |v| format!("{v:.2}"))
-    };
+    let cell = |v: Option<f64>| v.filter(|v| v.is_finite()).map_or("—".to_owned(), number);
     for row in rows {
-        let target = match row.target {
-            Target::AtLeast(min) => format!("≥ {min:.2}"),
-            Target::Informational => "—".to_owned(),
-        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {target} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.metric,
-            number(row.direct),
-            number(row.braid),
-            number(row.ratio()),
+            cell(row.direct),
+            cell(row.braid),
+            cell(row.ratio()),
+            cell(row.added()),
+            row.target.describe(),
             row.verdict().as_str(),
         );
     }
     out
+}
+
+/// A number with about three significant digits: 2 decimals from 1 up
+/// (1 from 100 up), 3 below 1 (sub-millisecond latencies, ratios).
+fn number(v: f64) -> String {
+    let magnitude = v.abs();
+    if magnitude >= 100.0 {
+        format!("{v:.1}")
+    } else if magnitude >= 1.0 || magnitude == 0.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 /// `$CARGO_TARGET_DIR`, or `<root>/target`.
@@ -407,6 +532,16 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// Runs `command` with its stderr shown and returns its stdout. Kills the
 /// child (by its PID) when it runs longer than `limit`.
 fn run_bounded(command: &mut Command, limit: Duration) -> anyhow::Result<String> {
+    run_bounded_then(command, limit, |_| ())
+}
+
+/// [`run_bounded`], calling `after_kill` with the child's PID once it was
+/// killed for running too long (to clean up what it left behind).
+fn run_bounded_then(
+    command: &mut Command,
+    limit: Duration,
+    after_kill: impl FnOnce(u32),
+) -> anyhow::Result<String> {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
         .stdin(Stdio::null())
@@ -425,8 +560,10 @@ fn run_bounded(command: &mut Command, limit: Duration) -> anyhow::Result<String>
             break status;
         }
         if Instant::now() >= deadline {
+            let pid = child.id();
             let _ = child.kill();
             let _ = child.wait();
+            after_kill(pid);
             bail!(
                 "{program} ran longer than {}s and was killed",
                 limit.as_secs()
@@ -475,30 +612,122 @@ mod tests {
     }
 
     #[test]
-    fn table_has_one_line_per_row_with_ratio_and_verdict() {
+    fn table_has_one_line_per_row_with_ratio_difference_and_verdict() {
         let table = render_table(&rows());
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 5, "{table}");
         assert_eq!(
             lines[0],
-            "| scenario | metric | direct | braid | ratio | target | result |"
+            "| scenario | metric | direct | braid | ratio | braid − direct | target | result |"
         );
         assert_eq!(
             lines[2],
-            "| hbone-throughput | throughput (Gbit/s) | 20.00 | 12.50 | 0.62 | ≥ 0.50 | pass |"
+            "| hbone-throughput | throughput (Gbit/s) | 20.00 | 12.50 | 0.625 | -7.50 | ≥ 0.50 | pass |"
         );
         assert_eq!(
             lines[3],
-            "| hbone-throughput | throughput (Gbit/s) | 20.00 | 5.00 | 0.25 | ≥ 0.50 | FAIL |"
+            "| hbone-throughput | throughput (Gbit/s) | 20.00 | 5.00 | 0.250 | -15.00 | ≥ 0.50 | FAIL |"
         );
         assert_eq!(
             lines[4],
-            "| hbone-throughput | reference | 20.00 | — | — | — | info |"
+            "| hbone-throughput | reference | 20.00 | — | — | — | — | info |"
         );
         // Every line has the header's number of cells.
         for line in lines {
-            assert_eq!(line.matches('|').count(), 8, "{line}");
+            assert_eq!(line.matches('|').count(), 9, "{line}");
         }
+    }
+
+    fn row(direct: Option<f64>, braid: Option<f64>, target: Target) -> Row {
+        Row {
+            scenario: "mesh-http-latency",
+            metric: "p99 latency (ms)".into(),
+            direct,
+            braid,
+            target,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_target_has_a_verdict() {
+        let added = Target::AddedAtMost {
+            limit: 0.3,
+            unit: "ms",
+        };
+        assert_eq!(row(Some(0.5), Some(0.75), added).verdict(), Verdict::Pass);
+        assert_eq!(row(Some(0.5), Some(0.81), added).verdict(), Verdict::Fail);
+        // Braid faster than direct (noise) passes an added-latency target.
+        assert_eq!(row(Some(0.5), Some(0.4), added).verdict(), Verdict::Pass);
+        assert_eq!(row(None, Some(0.4), added).verdict(), Verdict::Fail);
+
+        let absolute = Target::AbsoluteAtMost {
+            limit: 100.0,
+            unit: "µs",
+        };
+        assert_eq!(row(None, Some(99.0), absolute).verdict(), Verdict::Pass);
+        assert_eq!(row(None, Some(101.0), absolute).verdict(), Verdict::Fail);
+        assert_eq!(row(None, None, absolute).verdict(), Verdict::Fail);
+        assert_eq!(
+            row(None, Some(f64::INFINITY), absolute).verdict(),
+            Verdict::Fail
+        );
+
+        assert_eq!(row(None, None, Target::Skipped).verdict(), Verdict::Skipped);
+        assert_eq!(
+            row(None, None, Target::Informational).verdict(),
+            Verdict::Info
+        );
+    }
+
+    #[test]
+    fn targets_render_with_their_unit_and_added_values() {
+        let added = row(
+            Some(0.116),
+            Some(0.444),
+            Target::AddedAtMost {
+                limit: 0.3,
+                unit: "ms",
+            },
+        );
+        let table = render_table(&[
+            added.clone(),
+            row(
+                None,
+                Some(11.5),
+                Target::AbsoluteAtMost {
+                    limit: 12.0,
+                    unit: "MiB",
+                },
+            ),
+            row(None, None, Target::Skipped),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[2],
+            "| mesh-http-latency | p99 latency (ms) | 0.116 | 0.444 | 3.83 | 0.328 | added ≤ 0.300 ms | FAIL |"
+        );
+        assert_eq!(
+            lines[3],
+            "| mesh-http-latency | p99 latency (ms) | — | 11.50 | — | — | ≤ 12.00 MiB | pass |"
+        );
+        assert_eq!(
+            lines[4],
+            "| mesh-http-latency | p99 latency (ms) | — | — | — | — | — | skipped |"
+        );
+        let json = added.to_json();
+        assert_eq!(json["target"]["kind"], "added_at_most");
+        assert_eq!(json["target"]["unit"], "ms");
+        assert_eq!(json["result"], "FAIL");
+        assert!((json["added"].as_f64().unwrap() - 0.328).abs() < 1e-9);
+    }
+
+    #[test]
+    fn numbers_keep_about_three_significant_digits() {
+        assert_eq!(number(1849.343), "1849.3");
+        assert_eq!(number(19.87), "19.87");
+        assert_eq!(number(0.116_223), "0.116");
+        assert_eq!(number(-7.5), "-7.50");
+        assert_eq!(number(0.0), "0.00");
     }
 
     #[test]

@@ -515,3 +515,129 @@ impl Drop for Cluster {
         }
     }
 }
+
+// === extra pods (the benchmarks of tests/examples/mesh_bench.rs) ===
+
+impl Cluster {
+    /// Adds a pod that is not one of [`PODS`]: its namespace on the bridge,
+    /// nothing else (no configuration, no CNI ADD, no echo server). Its
+    /// `def.name` must not clash with a pod of [`PODS`].
+    pub fn add_extra_pod(&mut self, def: &PodDef) -> TestPod {
+        let net = self.net.as_ref().expect("the test network");
+        let pod = net
+            .add_pod(def.name, def.ip)
+            .expect("add an extra pod namespace");
+        self.pods.insert(def.name, pod.clone());
+        pod
+    }
+
+    /// Runs the plugin's ADD for `def` (a pod of [`PODS`] or one added with
+    /// [`Cluster::add_extra_pod`]) against its node's agent; `Err` with the
+    /// outcome if it failed.
+    pub fn cni_add_extra(&self, def: &PodDef) -> Result<(), String> {
+        let socket = self
+            .nodes
+            .iter()
+            .find(|n| n.name == def.node)
+            .map(|n| n.agent_socket.clone())
+            .ok_or_else(|| format!("no node {}", def.node))?;
+        let pod = self
+            .pods
+            .get(def.name)
+            .ok_or_else(|| format!("no pod {}", def.name))?;
+        let out = run_cni(&self.bins.cni, "ADD", &socket, def, pod);
+        if out.code == 0 {
+            Ok(())
+        } else {
+            Err(format!("CNI ADD of {}: {out:?}", def.name))
+        }
+    }
+
+    /// [`Cluster::start_sidecar`] for a pod given by its definition (one
+    /// added with [`Cluster::add_extra_pod`], whose token Secret is in the
+    /// configuration: see [`sidecar_token_yaml`]).
+    pub fn start_sidecar_for(&mut self, def: &PodDef) -> Result<(), String> {
+        let pod = self
+            .pods
+            .get(def.name)
+            .cloned()
+            .ok_or_else(|| format!("no pod {}", def.name))?;
+        let in_pod = |args: &[&str]| -> Vec<OsString> {
+            let mut all: Vec<OsString> =
+                vec!["netns".into(), "exec".into(), pod.netns_name.clone().into()];
+            all.push(self.bins.proxy.clone().into());
+            all.extend(args.iter().map(OsString::from));
+            all
+        };
+        let out = std::process::Command::new("ip")
+            .args(in_pod(&["init"]))
+            .output()
+            .map_err(|e| format!("run braid-proxy init: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "init in {}: {}",
+                def.name,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let token_file = self.root.join(format!("{}.token", def.name));
+        std::fs::write(&token_file, pod_token(def.name))
+            .map_err(|e| format!("write the pod token: {e}"))?;
+        let args = in_pod(&[
+            "sidecar",
+            "--pod",
+            &format!("{}/{}", def.namespace, def.name),
+            "--control-plane",
+            &format!("http://{}", self.xds),
+            "--ca-root",
+            &self.ca_root.display().to_string(),
+            "--token-file",
+            &token_file.display().to_string(),
+        ]);
+        let sidecar = Process::start(
+            &format!("sidecar {}", def.name),
+            Path::new("ip"),
+            args,
+            child_env("debug"),
+            self.log(&format!("sidecar-{}", def.name)),
+        );
+        self.sidecars.push(sidecar);
+        Ok(())
+    }
+
+    /// The PID of the sidecar of pod `name` (`ip netns exec` execs the
+    /// proxy, so it is the proxy's), if one was started.
+    pub fn sidecar_pid(&self, name: &str) -> Option<u32> {
+        let wanted = format!("sidecar {name}");
+        self.sidecars
+            .iter()
+            .find(|p| p.name == wanted)
+            .and_then(Process::pid)
+    }
+
+    /// The PID of `node`'s ztunnel.
+    pub fn ztunnel_pid(&self, node: &str) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == node)
+            .and_then(|n| n.ztunnel.as_ref())
+            .and_then(Process::pid)
+    }
+}
+
+/// The Pod document of `def`, as `pods.yaml` writes it (for a pod added
+/// with [`Cluster::add_extra_pod`], in a configuration file of its own).
+pub fn pod_document(def: &PodDef) -> String {
+    pod_yaml(def)
+}
+
+/// The token Secret of a sidecar pod (what `tokens.yaml` holds for the
+/// sidecar pods of [`PODS`]).
+pub fn sidecar_token_yaml(def: &PodDef) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sidecar-{name}\n  namespace: braid-system\ntype: braid.dev/proxy-token\nstringData:\n  token: {}\n  pod: {ns}/{name}\n",
+        pod_token(def.name),
+        name = def.name,
+        ns = def.namespace,
+    )
+}

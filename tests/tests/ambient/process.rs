@@ -35,10 +35,13 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The target directory this test was built in (`CARGO_TARGET_TMPDIR` is
-/// `<target>/tmp`), so the nested build shares its artifacts.
+/// `<target>/tmp`), so the nested build shares its artifacts. Cargo sets
+/// it for tests only: an example including this module (the benchmark
+/// driver, which takes its binaries from `BRAID_E2E_BIN_DIR`) falls back
+/// to `<root>/target`.
 fn target_dir() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent()
+    option_env!("CARGO_TARGET_TMPDIR")
+        .and_then(|tmp| Path::new(tmp).parent())
         .map_or_else(|| repo_root().join("target"), Path::to_path_buf)
 }
 
