@@ -108,7 +108,13 @@ fn deny_shop(dir: &Path) -> anyhow::Result<()> {
 
 /// Runs `braid-proxy <args>` inside `pod`'s namespace.
 fn in_pod(pod: &TestPod, args: &[&str]) -> (PathBuf, Vec<OsString>) {
+    in_pod_as(pod, &[], args)
+}
+
+/// Runs `<wrapper...> braid-proxy <args>` inside `pod`'s namespace.
+fn in_pod_as(pod: &TestPod, wrapper: &[&str], args: &[&str]) -> (PathBuf, Vec<OsString>) {
     let mut all: Vec<OsString> = vec!["netns".into(), "exec".into(), pod.netns_name.clone().into()];
+    all.extend(wrapper.iter().map(OsString::from));
     all.push(binaries().proxy.clone().into());
     all.extend(args.iter().map(OsString::from));
     (PathBuf::from("ip"), all)
@@ -176,7 +182,14 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
             other => Err(format!("/ready: {other:?}")),
         },
     );
-    let ca_root = ca_dir.join("root-cert.pem").display().to_string();
+    // front's sidecar runs as the proxy uid without capabilities, as an
+    // injected one does: what it reads must be readable by that uid.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let ca_root_path = dir.path().join("root-cert.pem");
+    std::fs::copy(ca_dir.join("root-cert.pem"), &ca_root_path)?;
+    std::fs::set_permissions(&ca_root_path, std::fs::Permissions::from_mode(0o644))?;
+    let ca_root = ca_root_path.display().to_string();
 
     // Each sidecar pod: init, then the sidecar, both inside the pod.
     for (i, pod) in [front, back].into_iter().enumerate() {
@@ -193,8 +206,22 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
         // front logs JSON, so its per-request access log can be parsed.
         let log_format = if i == 0 { "json" } else { "text" };
         std::fs::write(&token_file, pod_token(&pod.name))?;
-        let (program, args) = in_pod(
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
+        // front as uid 1337 (no socket mark: the rules exempt the uid).
+        let run_as: &[&str] = if i == 0 {
+            &[
+                "setpriv",
+                "--reuid=1337",
+                "--regid=1337",
+                "--clear-groups",
+                "--",
+            ]
+        } else {
+            &[]
+        };
+        let (program, args) = in_pod_as(
             pod,
+            run_as,
             &[
                 "sidecar",
                 "--pod",

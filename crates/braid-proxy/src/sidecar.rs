@@ -93,6 +93,7 @@ impl Sidecar {
             metrics: metrics.clone(),
             origin: 0,
             http: Some(crate::l7::Senders::default()),
+            mark: own_mark(),
         });
         let proxy = l4::serve(pod, listeners, bundle);
         let view: Arc<dyn AdminView> = Arc::new(View {
@@ -126,6 +127,21 @@ impl Sidecar {
     /// Stops everything.
     pub async fn shutdown(self) {
         self.running.shutdown().await;
+    }
+}
+
+/// The proxy mark when this process may set it (root or `CAP_NET_ADMIN`,
+/// as when started by hand or in tests); otherwise none. An injected
+/// sidecar runs as the proxy uid without capabilities, and the redirect
+/// rules let that uid's connections pass by owner instead.
+fn own_mark() -> Option<u32> {
+    let probe = std::net::UdpSocket::bind(("127.0.0.1", 0)).ok()?;
+    match braid_capture::set_mark(&probe, braid_capture::PROXY_MARK) {
+        Ok(()) => Some(braid_capture::PROXY_MARK),
+        Err(error) => {
+            tracing::info!(%error, "cannot mark sockets; relying on the proxy uid being excluded from capture");
+            None
+        }
     }
 }
 

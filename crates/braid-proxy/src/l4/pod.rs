@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, str::FromStr as _, sync::Arc};
 
-use braid_capture::{NetNs, PROXY_MARK};
+use braid_capture::NetNs;
 use braid_identity::{CertificateManager, SpiffeId, WorkloadCertificate};
 use braid_model::Workload;
 use tokio::net::{TcpSocket, TcpStream};
@@ -27,6 +27,10 @@ pub(crate) struct PodContext {
     /// Pooled upstream HTTP connections when this proxy is HTTP-aware (a
     /// sidecar); `None` keeps every connection L4 (the ztunnel).
     pub(crate) http: Option<crate::l7::Senders>,
+    /// The mark on the proxy's own sockets, which the capture rules let
+    /// pass; `None` where only the proxy's uid exempts them (an injected
+    /// sidecar running as that uid may not set marks).
+    pub(crate) mark: Option<u32>,
 }
 
 // === impl PodContext ===
@@ -66,13 +70,13 @@ impl PodContext {
             .map_err(|e| format!("no certificate for {id}: {e}"))
     }
 
-    /// Connects to `to` from inside the pod, with the proxy's mark so the
-    /// pod's capture rules let it pass: the connection carries the pod's
+    /// Connects to `to` from inside the pod, with the proxy's mark (or as
+    /// the proxy's uid) so the pod's capture rules let it pass: the connection carries the pod's
     /// own address.
     pub(crate) async fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
         let socket = self
             .netns
-            .tcp_socket(to, Some(PROXY_MARK))
+            .tcp_socket(to, self.mark)
             .map_err(std::io::Error::other)?;
         let _ = socket.set_tcp_nodelay(true);
         TcpSocket::from_std_stream(socket.into()).connect(to).await

@@ -175,6 +175,7 @@ impl Pods {
             metrics: self.metrics.clone(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
             http: None,
+            mark: Some(braid_capture::PROXY_MARK),
         });
         let tasks = l4::serve(pod, listeners, self.bundle.clone());
         tracing::info!(%uid, %workload, "pod captured");
