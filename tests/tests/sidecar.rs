@@ -29,8 +29,8 @@ use std::{
 
 use braid_capture::testing::{TestNet, TestPod, require_root};
 use support::{
-    EchoConn, EchoServer, HOST, Process, binaries, child_env, echo, established, eventually,
-    free_port, has_ip, http_get, peer_authentication, pod_token, refused,
+    EchoConn, EchoServer, HOST, Process, allow_principal, binaries, child_env, echo, established,
+    eventually, free_port, has_ip, http_get, peer_authentication, pod_token, refused,
 };
 
 const ECHO_PORT: u16 = 8080;
@@ -282,6 +282,30 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
         "front -> back after the DENY is gone",
         Duration::from_secs(5),
         || echo(front, to_back).map_err(|e| format!("{e}")),
+    );
+
+    // ALLOW only front's identity on the echo port (namespace-wide in
+    // shop): plaintext old, which proves no identity, is refused.
+    std::fs::write(
+        config_dir.join("allow.yaml"),
+        allow_principal(
+            "shop",
+            "allow-front",
+            "spiffe://cluster.local/ns/shop/sa/front",
+            ECHO_PORT,
+        ),
+    )?;
+    eventually(
+        "the ALLOW to refuse old -> back",
+        Duration::from_secs(5),
+        || refused(old, to_back),
+    );
+    echo(front, to_back).map_err(|e| anyhow::anyhow!("front -> back under the ALLOW: {e}"))?;
+    std::fs::remove_file(config_dir.join("allow.yaml"))?;
+    eventually(
+        "old -> back after the ALLOW is gone",
+        Duration::from_secs(5),
+        || echo(old, to_back).map_err(|e| format!("{e}")),
     );
 
     // STRICT on shop: plaintext from outside the mesh is refused by back's
