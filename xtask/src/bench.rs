@@ -26,6 +26,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+mod control_plane;
 mod hbone_throughput;
 mod machine;
 mod mesh;
@@ -69,7 +70,7 @@ struct Scenario {
 const MESH_BENCH: (&str, &str) = ("braid-tests", "mesh_bench");
 
 /// Every scenario, in the order they run. To come (see the bench issue): the
-/// nginx L7 reference, gRPC latency, control-plane scale and convergence.
+/// nginx L7 reference and gRPC latency.
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "hbone-throughput",
@@ -94,6 +95,12 @@ const SCENARIOS: &[Scenario] = &[
         examples: &[MESH_BENCH],
         mesh: true,
         run: mesh::run_memory,
+    },
+    Scenario {
+        name: "control-plane",
+        examples: &[("braid-control", "control_plane_scale")],
+        mesh: false,
+        run: control_plane::run,
     },
 ];
 
