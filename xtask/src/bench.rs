@@ -538,6 +538,16 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Runs `command` with its stderr shown and returns its stdout. Kills the
 /// child (by its PID) when it runs longer than `limit`.
+/// The last line of `out` that is a JSON object: what a measurement
+/// program prints as its report (after any progress lines).
+fn last_json(out: &str, program: &str) -> anyhow::Result<serde_json::Value> {
+    out.lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("{program} printed no JSON"))
+        .and_then(|l| serde_json::from_str(l).with_context(|| format!("{program}'s JSON")))
+}
+
 fn run_bounded(command: &mut Command, limit: Duration) -> anyhow::Result<String> {
     run_bounded_then(command, limit, |_| ())
 }

@@ -44,12 +44,7 @@ pub(super) fn run(context: &Context) -> anyhow::Result<Outcome> {
             .args(["--changes", changes]),
         LIMIT,
     )?;
-    let raw: serde_json::Value = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("the example printed no JSON")
-        .and_then(|l| serde_json::from_str(l).context("the example's JSON"))?;
+    let raw: serde_json::Value = super::last_json(&out, "control_plane_scale")?;
     Ok(Outcome {
         rows: rows(&raw)?,
         raw,

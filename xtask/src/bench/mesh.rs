@@ -81,12 +81,7 @@ fn run(
         eprintln!("    cannot become a child subreaper ({e}): a killed run may leave processes");
     }
     let out = super::run_bounded_then(&mut command, limit, clean_up_after)?;
-    let raw: Value = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("mesh_bench printed no JSON")
-        .and_then(|l| serde_json::from_str(l).context("mesh_bench's JSON"))?;
+    let raw: Value = super::last_json(&out, "mesh_bench")?;
     if let Some(why) = raw.get("skipped").and_then(Value::as_str) {
         return Ok(Outcome {
             rows: vec![skipped(name, why)],
