@@ -101,9 +101,12 @@ fn main() -> anyhow::Result<()> {
     // (with its backoff) and must be in sync again.
     let _ = control.kill();
     let _ = control.wait();
+    // Every client must have noticed, or "in sync" below could be stale.
+    wait_until("every client to see the control plane gone", || {
+        Ok(handles.iter().all(|h| !h.status().is_connected()))
+    })?;
     let restarted = Instant::now();
     control = start_control(&args.control, &config, xds, admin, dir.path())?;
-    std::thread::sleep(Duration::from_millis(50));
     wait_until("every client connected again", || {
         Ok(handles
             .iter()
