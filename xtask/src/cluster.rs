@@ -89,7 +89,7 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
         None => cache.join("run"),
     };
     match &args.action {
-        Action::Up(_) => up(root, &cache, &dir),
+        Action::Up(_) => up(root, &cache, &dir).map(drop),
         Action::Down(_) => down(&dir),
         Action::Env(_) => env(&dir),
         Action::Status(_) => status(&dir),
@@ -103,7 +103,31 @@ fn kube_cache() -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/cache/braid/kube"), PathBuf::from)
 }
 
-fn up(root: &Path, cache: &Path, dir: &Path) -> anyhow::Result<()> {
+/// Starts a cluster in `dir` for `cargo xtask test`; stop it with [`stop`].
+pub(crate) fn start_for_tests(root: &Path, dir: &Path) -> anyhow::Result<TestCluster> {
+    let state = up(root, &kube_cache(), dir)?;
+    Ok(TestCluster {
+        kubeconfig: state.kubeconfig.clone(),
+        kubectl: state.bin_dir.join("kubectl"),
+    })
+}
+
+/// Stops the cluster in `dir` (see [`start_for_tests`]).
+pub(crate) fn stop(dir: &Path) -> anyhow::Result<()> {
+    down(dir)
+}
+
+/// What the tests need to reach a cluster: exported to them as
+/// `BRAID_TEST_KUBECONFIG` and `BRAID_TEST_KUBECTL`.
+#[derive(Debug)]
+pub(crate) struct TestCluster {
+    /// The admin kubeconfig.
+    pub(crate) kubeconfig: PathBuf,
+    /// The pinned kubectl.
+    pub(crate) kubectl: PathBuf,
+}
+
+fn up(root: &Path, cache: &Path, dir: &Path) -> anyhow::Result<ClusterState> {
     let started_at = Instant::now();
     prepare_run_dir(dir)?;
     let bin = build::ensure_built(&root.join("xtask").join("cluster"), cache)?;
@@ -199,7 +223,7 @@ fn up(root: &Path, cache: &Path, dir: &Path) -> anyhow::Result<()> {
         dir_flag(dir),
         dir_flag(dir),
     );
-    Ok(())
+    Ok(state)
 }
 
 /// ` --dir DIR` when DIR is not the default, for the printed hints.
@@ -298,12 +322,14 @@ fn env(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The shell lines `cluster env` prints.
+/// The shell lines `cluster env` prints: kubectl's, and the test suite's
+/// (`tests/tests/kube/support.rs`).
 fn env_lines(state: &ClusterState) -> String {
+    let kubeconfig = shell_quote(&state.kubeconfig.to_string_lossy());
     format!(
-        "export KUBECONFIG={}\nexport PATH={}:\"$PATH\"\n",
-        shell_quote(&state.kubeconfig.to_string_lossy()),
+        "export KUBECONFIG={kubeconfig}\nexport PATH={}:\"$PATH\"\nexport BRAID_TEST_KUBECONFIG={kubeconfig}\nexport BRAID_TEST_KUBECTL={}\n",
         shell_quote(&state.bin_dir.to_string_lossy()),
+        shell_quote(&state.bin_dir.join("kubectl").to_string_lossy()),
     )
 }
 
@@ -400,7 +426,8 @@ mod tests {
         let state = state::tests::sample();
         assert_eq!(
             env_lines(&state),
-            "export KUBECONFIG='/run/k/kubeconfig'\nexport PATH='/cache/v1.34.4/bin':\"$PATH\"\n"
+            "export KUBECONFIG='/run/k/kubeconfig'\nexport PATH='/cache/v1.34.4/bin':\"$PATH\"\n\
+             export BRAID_TEST_KUBECONFIG='/run/k/kubeconfig'\nexport BRAID_TEST_KUBECTL='/cache/v1.34.4/bin/kubectl'\n"
         );
     }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole test suite, exactly as CI runs it
 //! (`.ci/run` calls this). Installs what it needs, then runs formatting,
-//! lints, generated-file drift checks and every test.
+//! lints, generated-file drift checks and every test, with a real
+//! Kubernetes API server (`cargo xtask cluster`) up for the tier-4 tests.
 
 use std::{
     path::Path,
@@ -62,10 +63,32 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     step("codegen --check", &mut || {
         crate::codegen::run(&crate::codegen::Args { check: true }, root)
     })?;
+    // One real API server for the whole run (test tier 4); stopped by PID
+    // whatever the tests do.
+    let kube_dir = std::env::temp_dir().join(format!("braid-test-kube-{}", std::process::id()));
+    let mut kube = None;
+    step("kube cluster up", &mut || {
+        kube = Some(crate::cluster::start_for_tests(root, &kube_dir)?);
+        Ok(())
+    })?;
+    let _stop = StopCluster(&kube_dir);
+    let kube_env: Vec<(&str, std::ffi::OsString)> = kube
+        .iter()
+        .flat_map(|k| {
+            [
+                (
+                    "BRAID_TEST_KUBECONFIG",
+                    k.kubeconfig.clone().into_os_string(),
+                ),
+                ("BRAID_TEST_KUBECTL", k.kubectl.clone().into_os_string()),
+            ]
+        })
+        .collect();
     step("cargo test", &mut || {
-        cargo(
+        cargo_with_env(
             root,
             &["test", "--workspace", "--all-features", "--no-fail-fast"],
+            &kube_env,
         )
     })?;
     eprintln!("\nall steps passed:");
@@ -75,11 +98,32 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stops the test cluster when `cargo xtask test` ends, however it ends.
+struct StopCluster<'a>(&'a Path);
+
+impl Drop for StopCluster<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = crate::cluster::stop(self.0) {
+            eprintln!("cannot stop the test cluster: {e:#}");
+        }
+    }
+}
+
 /// Runs `cargo <args>` in `root`, failing when it fails.
 pub(crate) fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(root, args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+fn cargo_with_env(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, std::ffi::OsString)],
+) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(root)
         .status()
         .context("cannot run cargo")?;

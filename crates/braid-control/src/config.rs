@@ -8,10 +8,49 @@ use serde::Serialize;
 /// Configuration of `braid-control`.
 #[derive(Clone, Debug, clap::Args, Serialize)]
 pub struct Config {
+    /// Where the configuration comes from: `file` (a YAML directory,
+    /// `--config-dir`) or `kube` (the Kubernetes API server, reached through
+    /// `KUBECONFIG` or the pod's ServiceAccount).
+    #[arg(long, env = "BRAID_SOURCE", value_enum, default_value_t = SourceKind::File)]
+    pub source: SourceKind,
+
     /// Directory of Kubernetes YAML (Namespaces, Pods, Services, EndpointSlices,
     /// ServiceAccounts, Braid CRDs); read recursively and watched for changes.
-    #[arg(long, env = "BRAID_CONFIG_DIR", value_name = "DIR")]
-    pub config_dir: PathBuf,
+    /// Required with `--source file`.
+    #[arg(
+        long,
+        env = "BRAID_CONFIG_DIR",
+        value_name = "DIR",
+        required_if_eq("source", "file")
+    )]
+    pub config_dir: Option<PathBuf>,
+
+    /// With `--source kube`: how long to wait at start for the first list of
+    /// every watched kind before giving up (seconds). Nothing is served
+    /// before, so proxies never see a partial mesh.
+    #[arg(long = "kube-sync-timeout-secs", env = "BRAID_KUBE_SYNC_TIMEOUT_SECS", default_value = "60", value_parser = parse_secs, value_name = "SECS")]
+    pub kube_sync_timeout: Duration,
+
+    /// With `--source kube`: the kubeconfig to use instead of `KUBECONFIG`,
+    /// `~/.kube/config` or the pod's ServiceAccount.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// With `--source kube`: who this replica is in the leader election for
+    /// status writes (the Lease's holder). Defaults to the host name; the
+    /// install manifests pass the pod name.
+    #[arg(long, env = "BRAID_POD_NAME", value_name = "NAME")]
+    pub pod_name: Option<String>,
+
+    /// With `--source kube`: the namespace of the leader-election Lease
+    /// `braid-control`.
+    #[arg(
+        long,
+        env = "BRAID_POD_NAMESPACE",
+        default_value = "braid-system",
+        value_name = "NAMESPACE"
+    )]
+    pub pod_namespace: String,
 
     /// Address of the xDS (Delta ADS) and debug gRPC server.
     #[arg(
@@ -152,6 +191,22 @@ fn parse_lifetime(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Where the control plane reads its configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A directory of YAML (`--config-dir`).
+    File,
+    /// The Kubernetes API server.
+    Kube,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("expected a whole number of seconds: {e}"))
+}
+
 fn parse_millis(s: &str) -> Result<Duration, String> {
     s.parse::<u64>()
         .map(Duration::from_millis)
@@ -165,7 +220,12 @@ impl Config {
     /// a short debounce.
     pub fn for_tests(dir: impl Into<PathBuf>) -> Self {
         Self {
-            config_dir: dir.into(),
+            source: SourceKind::File,
+            config_dir: Some(dir.into()),
+            kube_sync_timeout: Duration::from_secs(60),
+            kubeconfig: None,
+            pod_name: None,
+            pod_namespace: "braid-system".to_string(),
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             debounce: Duration::from_millis(50),
@@ -183,6 +243,16 @@ impl Config {
             proxy_control_plane: DEFAULT_PROXY_CONTROL_PLANE.to_string(),
             cni_sidecar_rules: false,
             inject_legacy_sidecar: false,
+        }
+    }
+
+    /// A test configuration reading the API server of `kubeconfig`.
+    pub fn for_kube_tests(kubeconfig: impl Into<PathBuf>) -> Self {
+        Self {
+            source: SourceKind::Kube,
+            config_dir: None,
+            kubeconfig: Some(kubeconfig.into()),
+            ..Self::for_tests(PathBuf::new())
         }
     }
 

@@ -17,6 +17,8 @@ use tokio::{
 };
 use tokio_stream::wrappers::TcpListenerStream;
 
+mod source;
+
 use braid_identity::{Ca, CertificateManager, LocalCa, ManagerConfig, SpiffeId, TrustDomain};
 
 use crate::{
@@ -31,7 +33,7 @@ use crate::{
     inject::{cert::WebhookIssuer, server::Webhook},
     metrics::Metrics,
     snapshot::Snapshot,
-    source::{ConfigErrors, file::FileSource},
+    source::ConfigErrors,
     xds::{AdsServer, Registry},
 };
 
@@ -53,6 +55,20 @@ pub enum StartError {
     /// The configuration directory cannot be read.
     #[error(transparent)]
     Source(#[from] crate::source::file::FileSourceError),
+    /// `--source file` without a directory.
+    #[error("--source file needs --config-dir DIR (or use --source kube)")]
+    NoConfigDir,
+    /// The Kubernetes source cannot start.
+    #[error(transparent)]
+    Kube(#[from] crate::source::kubernetes::KubeSourceError),
+    /// `--kubeconfig` cannot be used.
+    #[error("--kubeconfig {}: {message}", path.display())]
+    Kubeconfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The CA cannot be loaded or created.
     #[error("certificate authority {}: {source}", location.display())]
     Ca {
@@ -118,9 +134,7 @@ impl ControlPlane {
         let ca = load_ca(&config)?;
         let errors = ConfigErrors::default();
         let metrics = Arc::new(Metrics::default());
-        let mut source =
-            FileSource::new(&config.config_dir, config.mesh_settings(), errors.clone());
-        let watcher = source.watch()?;
+        let (source, initial) = source::open(&config, &errors).await?;
         let mut index = Index::new(config.mesh_settings());
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (identities_tx, identities) = watch::channel(Arc::new(Identities::default()));
@@ -131,9 +145,9 @@ impl ControlPlane {
             namespaces: namespaces_tx,
             metrics: metrics.clone(),
         };
-        publisher::apply_and_publish(&mut index, source.scan()?, &outputs);
+        publisher::apply_and_publish(&mut index, initial, &outputs);
         tracing::info!(
-            dir = %config.config_dir.display(),
+            source = ?config.source,
             version = snapshots.borrow().version,
             errors = errors.list().len(),
             "initial configuration loaded"
@@ -154,11 +168,7 @@ impl ControlPlane {
         };
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(source.run(
-            watcher,
-            change_tx,
-            metrics.clone(),
-        )));
+        tasks.extend(source.spawn(change_tx, metrics.clone(), shutdown_rx.clone()));
         tasks.push(tokio::spawn(publisher::run(
             index, change_rx, outputs, debounce,
         )));

@@ -1,6 +1,6 @@
 //! Configuration sources: they turn Kubernetes objects into [`Change`]s for
 //! the index. Two implementations share this vocabulary: the YAML directory
-//! ([`file`]) and, later, kube-rs watchers.
+//! ([`file`]) and the API server ([`kubernetes`]: kube-rs watchers).
 
 use std::{fmt, path::PathBuf, sync::Arc};
 
@@ -13,6 +13,7 @@ use serde::Serialize;
 
 pub mod document;
 pub mod file;
+pub mod kubernetes;
 pub mod prune;
 pub mod token;
 

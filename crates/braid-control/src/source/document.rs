@@ -144,9 +144,10 @@ fn parse_value(
 
 // Each kind: fill in defaults (kubectl's), then check it with the same
 // translation the index uses, so errors point at the file instead of
-// surfacing later.
+// surfacing later. The Kubernetes source calls the same functions on the
+// objects it watches.
 
-fn namespace(ns: Namespace) -> Result<KubeObject, FieldError> {
+pub(crate) fn namespace(ns: Namespace) -> Result<KubeObject, FieldError> {
     require_name(&ns.metadata, "")?;
     k8s::validate_namespace(&ns)?;
     Ok(KubeObject::Namespace(Box::new(ns)))
@@ -154,26 +155,26 @@ fn namespace(ns: Namespace) -> Result<KubeObject, FieldError> {
 
 /// Pods are kept only in their compact, validated form; `None` for a
 /// finished pod.
-fn pod(mut pod: Pod) -> Result<Option<KubeObject>, FieldError> {
+pub(crate) fn pod(mut pod: Pod) -> Result<Option<KubeObject>, FieldError> {
     require_name(&pod.metadata, "")?;
     default_namespace(&mut pod.metadata);
     Ok(PodInfo::from_pod(&pod)?.map(KubeObject::Pod))
 }
 
-fn service(mut svc: Service, settings: &MeshSettings) -> Result<KubeObject, FieldError> {
+pub(crate) fn service(mut svc: Service, settings: &MeshSettings) -> Result<KubeObject, FieldError> {
     require_name(&svc.metadata, "")?;
     default_namespace(&mut svc.metadata);
     k8s::service_from_kube(&svc, None, &[], &[], settings)?;
     Ok(KubeObject::Service(Box::new(svc)))
 }
 
-fn service_account(mut sa: ServiceAccount) -> Result<KubeObject, FieldError> {
+pub(crate) fn service_account(mut sa: ServiceAccount) -> Result<KubeObject, FieldError> {
     require_name(&sa.metadata, "")?;
     default_namespace(&mut sa.metadata);
     Ok(KubeObject::ServiceAccount(Box::new(sa)))
 }
 
-fn endpoint_slice(mut slice: EndpointSlice) -> Result<KubeObject, FieldError> {
+pub(crate) fn endpoint_slice(mut slice: EndpointSlice) -> Result<KubeObject, FieldError> {
     require_name(&slice.metadata, "")?;
     default_namespace(&mut slice.metadata);
     k8s::validate_endpoint_slice(&slice)?;
@@ -181,7 +182,7 @@ fn endpoint_slice(mut slice: EndpointSlice) -> Result<KubeObject, FieldError> {
 }
 
 /// Only proxy tokens; the Secret itself is not kept.
-fn proxy_token(mut secret: Secret) -> Result<KubeObject, FieldError> {
+pub(crate) fn proxy_token(mut secret: Secret) -> Result<KubeObject, FieldError> {
     require_name(&secret.metadata, "")?;
     default_namespace(&mut secret.metadata);
     Ok(KubeObject::ProxyToken(
@@ -190,7 +191,7 @@ fn proxy_token(mut secret: Secret) -> Result<KubeObject, FieldError> {
 }
 
 /// Translated here, at the edge: the CRD's `TryFrom` is its complete check.
-fn policy(mut policy: braid_crd::AuthorizationPolicy) -> Result<KubeObject, FieldError> {
+pub(crate) fn policy(mut policy: braid_crd::AuthorizationPolicy) -> Result<KubeObject, FieldError> {
     require_name(&policy.metadata, "")?;
     default_namespace(&mut policy.metadata);
     Ok(KubeObject::AuthorizationPolicy(
@@ -199,7 +200,7 @@ fn policy(mut policy: braid_crd::AuthorizationPolicy) -> Result<KubeObject, Fiel
 }
 
 /// Translated here, at the edge, like [`policy`].
-fn peer_authentication(
+pub(crate) fn peer_authentication(
     mut policy: braid_crd::PeerAuthentication,
 ) -> Result<KubeObject, FieldError> {
     require_name(&policy.metadata, "")?;

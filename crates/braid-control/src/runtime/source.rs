@@ -1,0 +1,91 @@
+//! Opening the configured source (`--source file|kube`): the initial load,
+//! then the task that follows changes.
+
+use std::sync::Arc;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+use super::StartError;
+use crate::{
+    Config,
+    config::SourceKind,
+    metrics::Metrics,
+    source::{
+        Change, ConfigErrors,
+        file::{DirWatcher, FileSource},
+        kubernetes::{KubeSource, KubeSourceError},
+    },
+};
+
+/// An opened source, loaded once, ready to follow changes.
+pub(super) enum Opened {
+    /// The YAML directory and its watch.
+    File(FileSource, DirWatcher),
+    /// The API server's watches (and the client, for status writes).
+    Kube(Box<KubeSource>, kube::Client),
+}
+
+/// Opens the source `config` names and returns its whole configuration.
+pub(super) async fn open(
+    config: &Config,
+    errors: &ConfigErrors,
+) -> Result<(Opened, Vec<Change>), StartError> {
+    match config.source {
+        SourceKind::File => {
+            let dir = config.config_dir.clone().ok_or(StartError::NoConfigDir)?;
+            let mut source = FileSource::new(&dir, config.mesh_settings(), errors.clone());
+            // Watch first, so nothing changing during the scan is missed.
+            let watcher = source.watch()?;
+            let changes = source.scan()?;
+            tracing::info!(dir = %dir.display(), "configuration directory loaded");
+            Ok((Opened::File(source, watcher), changes))
+        }
+        SourceKind::Kube => {
+            let client = client(config).await?;
+            let mut source = KubeSource::new(&client, &config.mesh_settings(), errors.clone());
+            let changes = source.initial(config.kube_sync_timeout).await?;
+            tracing::info!(objects = changes.len(), "Kubernetes API server listed");
+            Ok((Opened::Kube(Box::new(source), client), changes))
+        }
+    }
+}
+
+impl Opened {
+    /// Spawns the tasks that follow the source until `changes` closes.
+    pub(super) fn spawn(
+        self,
+        changes: mpsc::Sender<Vec<Change>>,
+        metrics: Arc<Metrics>,
+        _shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        match self {
+            Self::File(source, watcher) => {
+                vec![tokio::spawn(source.run(watcher, changes, metrics))]
+            }
+            Self::Kube(source, _client) => vec![tokio::spawn(source.run(changes))],
+        }
+    }
+}
+
+/// The client `--kubeconfig` names, else the usual inference.
+async fn client(config: &Config) -> Result<kube::Client, StartError> {
+    let Some(path) = &config.kubeconfig else {
+        return Ok(KubeSource::client().await?);
+    };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| StartError::Kubeconfig {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| StartError::Kubeconfig {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+    kube::Client::try_from(client_config).map_err(|e| StartError::Kube(KubeSourceError::Client(e)))
+}
