@@ -9,3 +9,6 @@ mod support;
 
 #[path = "kube/source.rs"]
 mod source;
+
+#[path = "kube/inject.rs"]
+mod inject;

@@ -36,6 +36,17 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// With `--source kube` and a CA: the MutatingWebhookConfiguration whose
+    /// webhooks' `caBundle` the control plane keeps set to the mesh's root
+    /// certificates, so the API server trusts the injection webhook.
+    #[arg(
+        long,
+        env = "BRAID_WEBHOOK_CONFIGURATION",
+        default_value = "braid-sidecar-injector",
+        value_name = "NAME"
+    )]
+    pub webhook_configuration: String,
+
     /// With `--source kube`: who this replica is in the leader election for
     /// status writes (the Lease's holder). Defaults to the host name; the
     /// install manifests pass the pod name.
@@ -224,6 +235,7 @@ impl Config {
             config_dir: Some(dir.into()),
             kube_sync_timeout: Duration::from_secs(60),
             kubeconfig: None,
+            webhook_configuration: "braid-sidecar-injector".to_string(),
             pod_name: None,
             pod_namespace: "braid-system".to_string(),
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -24,6 +24,7 @@ use serde::Serialize;
 pub mod cert;
 mod exclusions;
 pub mod patch;
+pub mod register;
 pub mod review;
 pub mod server;
 mod template;

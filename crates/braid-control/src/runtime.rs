@@ -168,7 +168,13 @@ impl ControlPlane {
         };
 
         let mut tasks = Vec::new();
-        tasks.extend(source.spawn(change_tx, metrics.clone(), shutdown_rx.clone()));
+        tasks.extend(source.spawn(
+            &config,
+            ca.as_deref(),
+            change_tx,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
         tasks.push(tokio::spawn(publisher::run(
             index, change_rx, outputs, debounce,
         )));

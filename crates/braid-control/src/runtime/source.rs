@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use braid_identity::Ca;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::{
     sync::{mpsc, watch},
@@ -56,17 +57,32 @@ pub(super) async fn open(
 
 impl Opened {
     /// Spawns the tasks that follow the source until `changes` closes.
+    /// With the API server and a CA, also keeps the webhook registration's
+    /// `caBundle` current.
     pub(super) fn spawn(
         self,
+        config: &Config,
+        ca: Option<&Ca>,
         changes: mpsc::Sender<Vec<Change>>,
         metrics: Arc<Metrics>,
-        _shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
         match self {
             Self::File(source, watcher) => {
                 vec![tokio::spawn(source.run(watcher, changes, metrics))]
             }
-            Self::Kube(source, _client) => vec![tokio::spawn(source.run(changes))],
+            Self::Kube(source, client) => {
+                let mut tasks = vec![tokio::spawn(source.run(changes))];
+                if let Some(ca) = ca {
+                    tasks.push(tokio::spawn(crate::inject::register::run(
+                        client,
+                        config.webhook_configuration.clone(),
+                        ca.trust_bundle().to_pem(),
+                        shutdown,
+                    )));
+                }
+                tasks
+            }
         }
     }
 }
