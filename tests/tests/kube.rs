@@ -12,3 +12,6 @@ mod source;
 
 #[path = "kube/inject.rs"]
 mod inject;
+
+#[path = "kube/tokens.rs"]
+mod tokens;

@@ -47,6 +47,23 @@ pub struct Config {
     )]
     pub webhook_configuration: String,
 
+    /// With `--source kube`: the audience ServiceAccount tokens must carry
+    /// to be accepted by the certificate service (the injected projected
+    /// token's).
+    #[arg(
+        long,
+        env = "BRAID_TOKEN_AUDIENCE",
+        default_value = "braid",
+        value_name = "AUDIENCE"
+    )]
+    pub token_audience: String,
+
+    /// With `--source kube`: the node proxies' (ztunnel) ServiceAccount,
+    /// `NAMESPACE/NAME`. Its tokens get the identities of the pods on their
+    /// node; every other account only its own pod's.
+    #[arg(long, env = "BRAID_NODE_SERVICE_ACCOUNT", default_value = "braid-system/braid-node", value_parser = parse_account, value_name = "NAMESPACE/NAME")]
+    pub node_service_account: (String, String),
+
     /// With `--source kube`: who this replica is in the leader election for
     /// status writes (the Lease's holder). Defaults to the host name; the
     /// install manifests pass the pod name.
@@ -212,6 +229,17 @@ pub enum SourceKind {
     Kube,
 }
 
+fn parse_account(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!(
+            "{s:?}: expected NAMESPACE/NAME, e.g. braid-system/braid-node"
+        )),
+    }
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     s.parse::<u64>()
         .map(Duration::from_secs)
@@ -236,6 +264,8 @@ impl Config {
             kube_sync_timeout: Duration::from_secs(60),
             kubeconfig: None,
             webhook_configuration: "braid-sidecar-injector".to_string(),
+            token_audience: "braid".to_string(),
+            node_service_account: ("braid-system".to_string(), "braid-node".to_string()),
             pod_name: None,
             pod_namespace: "braid-system".to_string(),
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -16,8 +16,8 @@ use crate::source::token::{Principal, ProxyToken};
 #[derive(Debug, Default)]
 pub struct Identities {
     tokens: HashMap<String, Principal>,
-    /// (namespace, pod) -> service account.
-    pods: HashMap<(String, String), String>,
+    /// (namespace, pod) -> (service account, node).
+    pods: HashMap<(String, String), (String, String)>,
     /// node -> (namespace, service account) of its pods.
     nodes: HashMap<String, HashSet<(String, String)>>,
 }
@@ -30,6 +30,9 @@ pub enum Refusal {
         "unknown token: list it in a Secret of type braid.dev/proxy-token in the config directory"
     )]
     UnknownToken,
+    /// The API server's TokenReview did not accept the token (`--source kube`).
+    #[error("{0}")]
+    TokenReview(String),
     /// A node proxy asked for an identity with no pod on its node.
     #[error(
         "{principal} may not get {id}: no pod with service account {sa:?} in namespace {ns:?} is scheduled on that node"
@@ -70,8 +73,10 @@ impl Identities {
                 pod.namespace().to_string(),
                 pod.service_account().to_string(),
             );
-            view.pods
-                .insert((ns.clone(), pod.name().to_string()), sa.clone());
+            view.pods.insert(
+                (ns.clone(), pod.name().to_string()),
+                (sa.clone(), pod.node().to_string()),
+            );
             if !pod.node().is_empty() {
                 view.nodes
                     .entry(pod.node().to_string())
@@ -88,7 +93,29 @@ impl Identities {
 
     /// Checks that the holder of `token` may get `id`; returns who it is.
     pub fn authorize(&self, token: &str, id: &SpiffeId) -> Result<Principal, Refusal> {
-        let principal = self.tokens.get(token).ok_or(Refusal::UnknownToken)?;
+        let principal = self.principal(token).ok_or(Refusal::UnknownToken)?;
+        self.authorize_principal(principal, id)
+    }
+
+    /// Who holds `token`, if it is a known proxy token.
+    pub fn principal(&self, token: &str) -> Option<&Principal> {
+        self.tokens.get(token)
+    }
+
+    /// The node `namespace/pod` is scheduled on, if known and scheduled.
+    pub fn pod_node(&self, namespace: &str, pod: &str) -> Option<String> {
+        self.pods
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map(|(_, node)| node.clone())
+            .filter(|node| !node.is_empty())
+    }
+
+    /// Checks that `principal` may get `id`.
+    pub fn authorize_principal(
+        &self,
+        principal: &Principal,
+        id: &SpiffeId,
+    ) -> Result<Principal, Refusal> {
         let wanted = (id.namespace().to_string(), id.service_account().to_string());
         match principal {
             Principal::Node(node) => {
@@ -109,13 +136,15 @@ impl Identities {
             }
             Principal::Pod { namespace, name } => {
                 match self.pods.get(&(namespace.clone(), name.clone())) {
-                    Some(sa) if *namespace == wanted.0 && *sa == wanted.1 => Ok(principal.clone()),
+                    Some((sa, _)) if *namespace == wanted.0 && *sa == wanted.1 => {
+                        Ok(principal.clone())
+                    }
                     found => Err(Refusal::NotItsPod {
                         principal: principal.to_string(),
                         id: id.to_string(),
                         actual: found.map_or_else(
                             || "no such pod".to_string(),
-                            |sa| format!("{namespace}/sa/{sa}"),
+                            |(sa, _)| format!("{namespace}/sa/{sa}"),
                         ),
                     }),
                 }

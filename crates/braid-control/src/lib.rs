@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod snapshot;
 pub mod source;
 pub mod tls;
+pub mod tokenreview;
 pub mod xds;
 
 pub use config::Config;

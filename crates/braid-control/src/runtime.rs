@@ -34,6 +34,7 @@ use crate::{
     metrics::Metrics,
     snapshot::Snapshot,
     source::ConfigErrors,
+    tokenreview::TokenReviewer,
     xds::{AdsServer, Registry},
 };
 
@@ -168,6 +169,7 @@ impl ControlPlane {
         };
 
         let mut tasks = Vec::new();
+        let kube_client = source.client();
         tasks.extend(source.spawn(
             &config,
             ca.as_deref(),
@@ -179,11 +181,14 @@ impl ControlPlane {
             index, change_rx, outputs, debounce,
         )));
         let certificates = ca.clone().map(|ca| {
-            CertificateServiceServer::new(CertificateServer::new(
-                ca,
-                identities,
-                config.cert_lifetime,
-            ))
+            let server = CertificateServer::new(ca, identities, config.cert_lifetime);
+            CertificateServiceServer::new(match kube_client {
+                Some(client) => server.with_token_review(
+                    Arc::new(TokenReviewer::new(client, config.token_audience.clone())),
+                    config.node_service_account.clone(),
+                ),
+                None => server,
+            })
         });
         let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone());
         // Pings find proxies that vanished without closing their stream (node

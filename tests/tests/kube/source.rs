@@ -14,9 +14,13 @@ use braid_xds::{Client, ClientHandle, NodeInfo, Subscription};
 
 use crate::support::{self, Cluster};
 
-/// A pod as the API server stores it after scheduling; [`run_pod`] then
-/// plays the kubelet.
+/// A pod as the API server stores it after scheduling on node-a;
+/// [`run_pod`] then plays the kubelet.
 fn pod_yaml(namespace: &str, name: &str) -> String {
+    scheduled_pod(namespace, name, "default", "node-a")
+}
+
+fn scheduled_pod(namespace: &str, name: &str, account: &str, node: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -25,7 +29,8 @@ metadata:
   namespace: {namespace}
   labels: {{app: {name}}}
 spec:
-  nodeName: node-a
+  nodeName: {node}
+  serviceAccountName: {account}
   containers:
   - name: app
     image: registry.invalid/app:1
@@ -37,7 +42,19 @@ spec:
 /// Creates a pod and, as its kubelet would, marks it Running and Ready with
 /// `ip`.
 fn run_pod(cluster: &Cluster, namespace: &str, name: &str, ip: &str) -> anyhow::Result<()> {
-    cluster.apply(&pod_yaml(namespace, name))?;
+    run_pod_as(cluster, namespace, name, "default", "node-a", ip)
+}
+
+/// [`run_pod`] with a service account and a node.
+pub fn run_pod_as(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    account: &str,
+    node: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
+    cluster.apply(&scheduled_pod(namespace, name, account, node))?;
     let status = format!(
         r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
     );

@@ -56,6 +56,14 @@ pub(super) async fn open(
 }
 
 impl Opened {
+    /// The API server client, with `--source kube`.
+    pub(super) fn client(&self) -> Option<kube::Client> {
+        match self {
+            Self::File(..) => None,
+            Self::Kube(_, client) => Some(client.clone()),
+        }
+    }
+
     /// Spawns the tasks that follow the source until `changes` closes.
     /// With the API server and a CA, also keeps the webhook registration's
     /// `caBundle` current.
