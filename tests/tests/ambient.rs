@@ -131,6 +131,40 @@ fn ambient_mesh_end_to_end() {
     c.assert_processes();
     drop(c);
     step("total", started);
+
+    // Test tier 4: the same traffic matrix with the configuration applied to
+    // a real API server and braid-control watching it (`--source kube`).
+    let Some(api) = support::kube::ApiServer::from_env() else {
+        eprintln!(
+            "ambient e2e: no test API server (BRAID_TEST_KUBECONFIG); skipping the --source kube run"
+        );
+        return;
+    };
+    let started = Instant::now();
+    let mut c = Cluster::start_with(Some(api));
+    step("kube: cluster up", started);
+    let t = Instant::now();
+    pods_are_captured(&mut c);
+    traffic_flows(&mut c);
+    traffic_is_tunnelled(&c);
+    step("kube 0-2a: captured, traffic, HBONE", t);
+    let t = Instant::now();
+    authorization_uses_the_peer_identity(&mut c);
+    allow_by_principal_and_port(&mut c);
+    strict_refuses_plaintext(&mut c);
+    step("kube 2b-3: DENY, ALLOW, PERMISSIVE / STRICT", t);
+    let t = Instant::now();
+    sidecar_and_ambient_pods_talk_over_hbone(&mut c);
+    step("kube 3c: sidecar <-> ambient interop", t);
+    let t = Instant::now();
+    a_namespace_switches_modes_under_load(&mut c);
+    step("kube 7: orders sidecar -> ambient -> sidecar under load", t);
+    c.assert_processes();
+    if let Some(api) = &c.kube {
+        api.clean_up();
+    }
+    drop(c);
+    step("kube total", started);
 }
 
 fn step(name: &str, since: Instant) {

@@ -42,6 +42,9 @@ pub struct Cluster {
     pub pods: BTreeMap<&'static str, TestPod>,
     /// Sidecar processes started by [`Cluster::start_sidecar`].
     pub sidecars: Vec<Process>,
+    /// Where the configuration goes: `None` writes the directory the control
+    /// plane reads; `Some` applies it to a real API server instead.
+    pub kube: Option<super::kube::ApiServer>,
     net: Option<TestNet>,
     dir: Option<tempfile::TempDir>,
 }
@@ -51,6 +54,12 @@ impl Cluster {
     /// plane and both nodes' ztunnel and agent, starts the echo servers and
     /// runs the CNI plugin's ADD for every pod.
     pub fn start() -> Cluster {
+        Self::start_with(None)
+    }
+
+    /// [`Cluster::start`], with the control plane reading `kube`'s API
+    /// server (`--source kube`), where the test applies the same objects.
+    pub fn start_with(kube: Option<super::kube::ApiServer>) -> Cluster {
         let bins = binaries();
         let dir = tempfile::Builder::new()
             .prefix("braid-ambient-")
@@ -70,6 +79,7 @@ impl Cluster {
             echo: Vec::new(),
             pods: BTreeMap::new(),
             sidecars: Vec::new(),
+            kube,
             net: None,
             dir: Some(dir),
         };
@@ -128,20 +138,30 @@ impl Cluster {
                 self.xds = SocketAddr::from((HOST, free_port()));
                 self.admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
             }
-            let args: Vec<OsString> = vec![
-                "--config-dir".into(),
-                self.config_dir.clone().into(),
-                "--xds-listen".into(),
-                self.xds.to_string().into(),
-                "--admin-listen".into(),
-                self.admin.to_string().into(),
-                "--ca-dir".into(),
-                self.root.join("ca").into(),
-                "--debounce-ms".into(),
-                "20".into(),
-                "--max-debounce-ms".into(),
-                "200".into(),
-            ];
+            let source: Vec<OsString> = match &self.kube {
+                None => vec!["--config-dir".into(), self.config_dir.clone().into()],
+                Some(kube) => vec![
+                    "--source".into(),
+                    "kube".into(),
+                    "--kubeconfig".into(),
+                    kube.kubeconfig.clone().into(),
+                ],
+            };
+            let args: Vec<OsString> = source
+                .into_iter()
+                .chain([
+                    "--xds-listen".into(),
+                    self.xds.to_string().into(),
+                    "--admin-listen".into(),
+                    self.admin.to_string().into(),
+                    "--ca-dir".into(),
+                    self.root.join("ca").into(),
+                    "--debounce-ms".into(),
+                    "20".into(),
+                    "--max-debounce-ms".into(),
+                    "200".into(),
+                ])
+                .collect();
             let mut control = Process::start(
                 "braid-control",
                 &self.bins.control,
@@ -314,6 +334,9 @@ impl Cluster {
     /// Writes a configuration file atomically (a hidden temporary file,
     /// which the control plane ignores, renamed into place).
     pub fn write_config(&self, file: &str, text: &str) {
+        if let Some(kube) = &self.kube {
+            return kube.apply(file, text);
+        }
         let tmp = self.config_dir.join(format!(".{file}.tmp"));
         std::fs::write(&tmp, text).expect("write a config file");
         std::fs::rename(&tmp, self.config_dir.join(file)).expect("rename a config file");
@@ -321,6 +344,9 @@ impl Cluster {
 
     /// Deletes a configuration file.
     pub fn remove_config(&self, file: &str) {
+        if let Some(kube) = &self.kube {
+            return kube.delete(file);
+        }
         std::fs::remove_file(self.config_dir.join(file)).expect("remove a config file");
     }
 

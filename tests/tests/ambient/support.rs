@@ -259,6 +259,7 @@ pub fn peer_authentication(ns: &str, name: &str, mode: &str) -> String {
 
 mod cluster;
 mod cni;
+pub mod kube;
 mod process;
 mod traffic;
 
