@@ -45,7 +45,8 @@ struct AgentArgs {
     /// Trust domain of the control plane's identity (with --ca-root).
     #[arg(long, env = "BRAID_TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
-    /// Node bootstrap token. Accepted for the CA; xDS does not use it yet.
+    /// The node's token (a proxy token, or on Kubernetes the projected
+    /// ServiceAccount token), presented on the xDS stream.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Seconds an ADD waits for the control plane to know the pod.
@@ -110,12 +111,23 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         Some(path) => Arc::new(FixedModes::from_file(path)?),
         None => {
             let tls = control_plane_tls(&args)?;
-            Arc::new(XdsModes::start(&args.control_plane, &args.node, tls)?)
+            let token = match &args.token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("--token-file {}", path.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            Arc::new(XdsModes::start(
+                &args.control_plane,
+                &args.node,
+                tls,
+                token,
+            )?)
         }
     };
-    if let Some(path) = &args.token_file {
-        std::fs::metadata(path).with_context(|| format!("--token-file {}", path.display()))?;
-    }
     let config = AgentConfig {
         socket: args.socket,
         ztunnel_socket: args.ztunnel_socket,

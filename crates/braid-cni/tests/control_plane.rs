@@ -54,7 +54,7 @@ async fn modes_come_from_the_control_plane() {
         .await
         .expect("control plane");
     let uri = format!("http://{}", cp.xds_addr());
-    let modes = XdsModes::start(&uri, "node-a", None).expect("xDS client");
+    let modes = XdsModes::start(&uri, "node-a", None, None).expect("xDS client");
 
     let wait = Duration::from_secs(10);
     let stock = resolve(&modes, "inventory/stock-0", wait)

@@ -12,91 +12,36 @@ use braid_api::braid::security::v1alpha1::{
     SignRequest, SignResponse, certificate_service_server::CertificateService,
 };
 use braid_identity::{Ca, SpiffeId};
-use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    identities::{Identities, Refusal},
-    source::token::Principal,
-    tokenreview::TokenReviewer,
+    auth::{Authenticator, bearer},
+    identities::Refusal,
 };
 
 /// Signs certificates for authorized proxies.
 #[derive(Debug, Clone)]
 pub struct CertificateServer {
     ca: Arc<Ca>,
-    identities: watch::Receiver<Arc<Identities>>,
+    auth: Authenticator,
     lifetime: Duration,
-    reviewer: Option<(Arc<TokenReviewer>, (String, String))>,
 }
 
 // === impl CertificateServer ===
 
 impl CertificateServer {
     /// A service issuing certificates valid for `lifetime`.
-    pub fn new(
-        ca: Arc<Ca>,
-        identities: watch::Receiver<Arc<Identities>>,
-        lifetime: Duration,
-    ) -> Self {
-        Self {
-            ca,
-            identities,
-            lifetime,
-            reviewer: None,
-        }
+    pub fn new(ca: Arc<Ca>, auth: Authenticator, lifetime: Duration) -> Self {
+        Self { ca, auth, lifetime }
     }
-}
-
-impl CertificateServer {
-    /// Also accepts Kubernetes ServiceAccount tokens, reviewed by the API
-    /// server; `node_account` is the node proxies' (namespace, name).
-    pub fn with_token_review(
-        mut self,
-        reviewer: Arc<TokenReviewer>,
-        node_account: (String, String),
-    ) -> Self {
-        self.reviewer = Some((reviewer, node_account));
-        self
-    }
-
-    /// A proxy token first; failing that, the API server's word.
-    async fn authorize(&self, token: &str, id: &SpiffeId) -> Result<Principal, Refusal> {
-        let known = self.identities.borrow().principal(token).cloned();
-        let principal = match (known, &self.reviewer) {
-            (Some(principal), _) => principal,
-            (None, None) => return Err(Refusal::UnknownToken),
-            (None, Some((reviewer, (ns, sa)))) => {
-                let claims = reviewer.review(token).await.map_err(Refusal::TokenReview)?;
-                let identities = self.identities.borrow().clone();
-                claims
-                    .principal((ns, sa), |ns, pod| identities.pod_node(ns, pod))
-                    .map_err(Refusal::TokenReview)?
-            }
-        };
-        self.identities.borrow().authorize_principal(&principal, id)
-    }
-}
-
-fn bearer<T>(request: &Request<T>) -> Result<&str, Status> {
-    let value = request.metadata().get("authorization").ok_or_else(|| {
-        Status::unauthenticated("missing token: send `authorization: Bearer <token>` with a token from a braid.dev/proxy-token Secret or, on Kubernetes, the pod's projected ServiceAccount token")
-    })?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`")
-        })
 }
 
 #[tonic::async_trait]
 impl CertificateService for CertificateServer {
     async fn sign(&self, request: Request<SignRequest>) -> Result<Response<SignResponse>, Status> {
-        let token = bearer(&request)?.to_string();
+        let token = bearer(&request)?
+            .ok_or_else(|| Status::unauthenticated("missing token: send `authorization: Bearer <token>` with a token from a braid.dev/proxy-token Secret or, on Kubernetes, the pod's projected ServiceAccount token"))?
+            .to_string();
         let SignRequest { csr, identity } = request.into_inner();
         let id =
             SpiffeId::from_str(&identity).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -106,7 +51,11 @@ impl CertificateService for CertificateServer {
                 self.ca.trust_domain().as_str()
             )));
         }
-        let principal = self.authorize(&token, &id).await.map_err(|refusal| {
+        let authorized = match self.auth.principal(&token).await {
+            Ok(principal) => self.auth.identities().authorize_principal(&principal, &id),
+            Err(refusal) => Err(refusal),
+        };
+        let principal = authorized.map_err(|refusal| {
             tracing::warn!(%id, reason = %refusal, "refused a certificate request");
             match refusal {
                 Refusal::UnknownToken | Refusal::TokenReview(_) => {

@@ -47,6 +47,13 @@ pub struct Config {
     )]
     pub webhook_configuration: String,
 
+    /// Refuse xDS streams that present no token. A stream that presents one
+    /// is always checked (proxy token, or with `--source kube` a
+    /// ServiceAccount token); without this flag tools such as `braidctl x
+    /// watch` may still connect without one.
+    #[arg(long, env = "BRAID_XDS_REQUIRE_TOKEN")]
+    pub xds_require_token: bool,
+
     /// With `--source kube`: the audience ServiceAccount tokens must carry
     /// to be accepted by the certificate service (the injected projected
     /// token's).
@@ -265,6 +272,7 @@ impl Config {
             kubeconfig: None,
             webhook_configuration: "braid-sidecar-injector".to_string(),
             token_audience: "braid".to_string(),
+            xds_require_token: false,
             node_service_account: ("braid-system".to_string(), "braid-node".to_string()),
             pod_name: None,
             pod_namespace: "braid-system".to_string(),

@@ -11,6 +11,7 @@
 //! serves the sidecar injection webhook with a certificate from the same CA.
 
 pub mod admin;
+pub mod auth;
 pub mod certificates;
 pub mod config;
 pub mod debug;

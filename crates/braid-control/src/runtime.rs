@@ -23,6 +23,7 @@ use braid_identity::{Ca, CertificateManager, LocalCa, ManagerConfig, SpiffeId, T
 
 use crate::{
     Config,
+    auth::Authenticator,
     certificates::CertificateServer,
     debug::DebugState,
     identities::Identities,
@@ -180,17 +181,22 @@ impl ControlPlane {
         tasks.push(tokio::spawn(publisher::run(
             index, change_rx, outputs, debounce,
         )));
+        let auth = match kube_client {
+            Some(client) => Authenticator::new(identities).with_token_review(
+                Arc::new(TokenReviewer::new(client, config.token_audience.clone())),
+                config.node_service_account.clone(),
+            ),
+            None => Authenticator::new(identities),
+        };
         let certificates = ca.clone().map(|ca| {
-            let server = CertificateServer::new(ca, identities, config.cert_lifetime);
-            CertificateServiceServer::new(match kube_client {
-                Some(client) => server.with_token_review(
-                    Arc::new(TokenReviewer::new(client, config.token_audience.clone())),
-                    config.node_service_account.clone(),
-                ),
-                None => server,
-            })
+            CertificateServiceServer::new(CertificateServer::new(
+                ca,
+                auth.clone(),
+                config.cert_lifetime,
+            ))
         });
-        let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone());
+        let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone())
+            .with_auth(auth, config.xds_require_token);
         // Pings find proxies that vanished without closing their stream (node
         // lost, network partition), so proxy-status does not list them forever.
         let grpc = tonic::transport::Server::builder()

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{metrics::Metrics, snapshot::Snapshot};
+use crate::{auth::Authenticator, metrics::Metrics, snapshot::Snapshot, source::token::Principal};
 
 pub mod stream;
 
@@ -46,6 +46,8 @@ pub struct AdsServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    auth: Option<Authenticator>,
+    require_token: bool,
 }
 
 // === impl Registry ===
@@ -78,6 +80,33 @@ impl AdsServer {
             snapshots,
             registry,
             metrics,
+            auth: None,
+            require_token: false,
+        }
+    }
+
+    /// Checks the bearer token a stream presents with `auth` (an unknown or
+    /// rejected token is refused); with `require_token`, a stream without
+    /// one is refused too.
+    pub fn with_auth(mut self, auth: Authenticator, require_token: bool) -> Self {
+        self.auth = Some(auth);
+        self.require_token = require_token;
+        self
+    }
+
+    /// Who opened the stream, by its token; `Ok(None)` when it sent none and
+    /// none is required.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Option<Principal>, Status> {
+        let token = crate::auth::bearer(request)?;
+        match (token, &self.auth) {
+            (Some(token), Some(auth)) => auth.principal(token).await.map(Some).map_err(|refusal| {
+                tracing::warn!(reason = %refusal, "refused an xDS stream");
+                Status::unauthenticated(refusal.to_string())
+            }),
+            (None, _) if self.require_token => Err(Status::unauthenticated(
+                "missing token: this control plane requires `authorization: Bearer <token>` on the xDS stream (the proxy's token file)",
+            )),
+            _ => Ok(None),
         }
     }
 }
@@ -92,6 +121,9 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        if let Some(principal) = self.authenticate(&request).await? {
+            tracing::debug!(%principal, "xDS stream authenticated");
+        }
         let peer = request
             .remote_addr()
             .map(|a: SocketAddr| a.to_string())

@@ -173,7 +173,7 @@ impl Mesh {
         let certs = CertificateManager::new(Arc::new(source), ManagerConfig::default());
         let state = ProxyState::new();
         let (xds, xds_task) =
-            crate::feed::start(&uri, node_id, Some(tls), &state).map_err(control_plane)?;
+            crate::feed::start(&uri, node_id, Some(tls), &token, &state).map_err(control_plane)?;
         Ok(Self {
             bundle,
             certs,

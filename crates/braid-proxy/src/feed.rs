@@ -8,15 +8,16 @@ use tokio::task::JoinHandle;
 
 use crate::state::ProxyState;
 
-/// Starts the xDS client for `node_id` against `uri`; returns its handle
-/// (status, shutdown) and task.
+/// Starts the xDS client for `node_id` against `uri`, presenting `token`;
+/// returns its handle (status, shutdown) and task.
 pub(crate) fn start(
     uri: &str,
     node_id: &str,
     tls: Option<ControlPlaneTls>,
+    token: &str,
     state: &ProxyState,
 ) -> Result<(ClientHandle, JoinHandle<()>), braid_xds::Error> {
-    let mut builder = Client::builder(uri.to_string(), NodeInfo::new(node_id));
+    let mut builder = Client::builder(uri.to_string(), NodeInfo::new(node_id)).bearer_token(token);
     if let Some(tls) = tls {
         builder = builder.control_plane_tls(tls);
     }

@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     stores: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
     duplicate: Option<&'static str>,
     tls: Option<crate::ControlPlaneTls>,
+    token: Option<String>,
 }
 
 /// A Delta xDS client: one stream to one server, reconnecting until shut
@@ -50,6 +51,8 @@ pub struct Client {
     /// TLS to the control plane, when it serves TLS.
     tls: Option<Arc<braid_identity::rustls::ClientConfig>>,
     node: core::Node,
+    /// `authorization` metadata sent when the stream opens.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     max_message_size: usize,
     attempts: Attempts,
     types: BTreeMap<&'static str, TypeState>,
@@ -138,11 +141,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Presents `token` (`authorization: Bearer <token>`) when the stream
+    /// opens: the proxy's credential, as for the certificate service.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Checks the configuration and creates the client; nothing connects yet.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(type_url) = self.duplicate {
             return Err(Error::DuplicateWatch { type_url });
         }
+        let authorization = self
+            .token
+            .as_deref()
+            .map(|t| format!("Bearer {}", t.trim()).parse())
+            .transpose()
+            .map_err(|_| Error::InvalidToken)?;
         let endpoint = Endpoint::from_shared(self.uri.clone())
             .map_err(|source| Error::InvalidUri {
                 uri: self.uri.clone(),
@@ -173,6 +189,7 @@ impl ClientBuilder {
             endpoint,
             tls,
             node: self.node.to_proto(),
+            authorization,
             max_message_size: self.max_message_size,
             attempts: Attempts::new(self.backoff),
             types: self.types,
@@ -210,6 +227,7 @@ impl Client {
             stores: BTreeMap::new(),
             duplicate: None,
             tls: None,
+            token: None,
         }
     }
 

@@ -128,6 +128,63 @@ async fn service_account_tokens_get_exactly_their_identities() -> anyhow::Result
     assert_eq!(code, Code::Unauthenticated, "{message}");
     assert!(message.contains("projected"), "{message}");
 
+    // The xDS stream takes the same tokens: the node proxy's opens and
+    // receives the mesh; a token the API server rejects is refused.
+    let web_uid = format!("{ns}/web");
+    let (good, good_task) = xds(&control, ca.path(), &node)?;
+    let (bad, bad_task) = xds(&control, ca.path(), &other)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let received = good
+            .store::<braid_model::Workload>()
+            .is_some_and(|s| s.get(&web_uid).is_some());
+        let refused = match bad.status().connection {
+            braid_xds::ConnectionState::BackingOff { last_error, .. } => {
+                Some(last_error.to_string())
+            }
+            _ => None,
+        };
+        if received && let Some(refused) = &refused {
+            assert!(
+                refused.contains("the API server rejected the token"),
+                "{refused}"
+            );
+            assert!(
+                bad.store::<braid_model::Workload>()
+                    .is_none_or(|s| s.get(&web_uid).is_none())
+            );
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "xDS with tokens: good stream received {web_uid}: {received}; bad stream refused: {refused:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (handle, task) in [(good, good_task), (bad, bad_task)] {
+        handle.shutdown();
+        let _ = task.await;
+    }
+
     control.shutdown().await;
     Ok(())
+}
+
+/// An xDS client over TLS presenting `token`, watching every workload.
+fn xds(
+    control: &ControlPlane,
+    ca_dir: &std::path::Path,
+    token: &str,
+) -> anyhow::Result<(braid_xds::ClientHandle, tokio::task::JoinHandle<()>)> {
+    let bundle = TrustBundle::from_pem(std::fs::read(ca_dir.join("root-cert.pem"))?)?;
+    let expected = SpiffeId::control_plane(&"cluster.local".parse()?);
+    let client = braid_xds::Client::builder(
+        format!("http://{}", control.xds_addr()),
+        braid_xds::NodeInfo::new("ztunnel~198.18.41.12~node-a"),
+    )
+    .control_plane_tls(braid_xds::ControlPlaneTls { bundle, expected })
+    .bearer_token(token)
+    .watch::<braid_model::Workload>(braid_xds::Subscription::Wildcard, |_| {})
+    .build()?;
+    Ok(client.spawn())
 }

@@ -157,7 +157,13 @@ impl ModeSource for FixedModes {
 impl XdsModes {
     /// Starts watching every Workload at `uri` as node `node` (the xDS
     /// client reconnects on its own, with backoff).
-    pub fn start(uri: &str, node: &str, tls: Option<ControlPlaneTls>) -> Result<Self, ModeError> {
+    /// `token` is presented on the stream when given.
+    pub fn start(
+        uri: &str,
+        node: &str,
+        tls: Option<ControlPlaneTls>,
+        token: Option<String>,
+    ) -> Result<Self, ModeError> {
         let changes = Arc::new(watch::Sender::new(()));
         let notify = Arc::clone(&changes);
         let mut info = NodeInfo::new(format!("cni~{node}"));
@@ -168,6 +174,9 @@ impl XdsModes {
             });
         if let Some(tls) = tls {
             builder = builder.control_plane_tls(tls);
+        }
+        if let Some(token) = token {
+            builder = builder.bearer_token(token);
         }
         let client = builder.build().map_err(|source| ModeError::Xds {
             uri: uri.to_string(),
@@ -227,7 +236,7 @@ mod tests {
     #[tokio::test]
     async fn xds_modes_wait_for_the_workload() {
         let mut ads = FakeAds::start().await.expect("fake ADS");
-        let modes = Arc::new(XdsModes::start(&ads.uri(), "node-a", None).expect("client"));
+        let modes = Arc::new(XdsModes::start(&ads.uri(), "node-a", None, None).expect("client"));
         let waiting = {
             let modes = Arc::clone(&modes);
             tokio::spawn(

@@ -70,6 +70,20 @@ impl Client {
     }
 
     /// One connection: dial, open the stream, serve it until it ends.
+    /// The stream's opening request, carrying the bearer token if any.
+    fn stream_request(
+        &self,
+        rx: mpsc::UnboundedReceiver<xds::DeltaDiscoveryRequest>,
+    ) -> tonic::Request<UnboundedReceiverStream<xds::DeltaDiscoveryRequest>> {
+        let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
+
     async fn connect_and_serve(&mut self) -> Exit {
         self.set_connection(ConnectionState::Connecting {
             attempt: self.attempts.failures(),
@@ -105,9 +119,10 @@ impl Client {
         }
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(self.max_message_size);
+        let request = self.stream_request(rx);
         let mut responses = tokio::select! {
             _ = stopped(&mut self.shutdown) => return Exit::Shutdown,
-            opened = client.delta_aggregated_resources(UnboundedReceiverStream::new(rx)) => {
+            opened = client.delta_aggregated_resources(request) => {
                 match opened {
                     Ok(response) => response.into_inner(),
                     Err(status) => return Exit::Failed(Error::Stream(status)),

@@ -1,0 +1,86 @@
+//! Who a proxy is: the bearer token it presents (`authorization: Bearer
+//! <token>`) on the certificate service and on the xDS stream. A proxy token
+//! from a `braid.dev/proxy-token` Secret is looked up locally; with `--source
+//! kube` any other token goes to the API server's TokenReview.
+//!
+//! This module turns tokens into principals; turning a refusal into a gRPC
+//! status is the caller's business.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tonic::{Request, Status};
+
+use crate::{
+    identities::{Identities, Refusal},
+    source::token::Principal,
+    tokenreview::TokenReviewer,
+};
+
+/// Authenticates proxies.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    identities: watch::Receiver<Arc<Identities>>,
+    reviewer: Option<(Arc<TokenReviewer>, (String, String))>,
+}
+
+// === impl Authenticator ===
+
+impl Authenticator {
+    /// Knows the proxy tokens of `identities` only.
+    pub fn new(identities: watch::Receiver<Arc<Identities>>) -> Self {
+        Self {
+            identities,
+            reviewer: None,
+        }
+    }
+
+    /// Also accepts Kubernetes ServiceAccount tokens, reviewed by the API
+    /// server; `node_account` is the node proxies' (namespace, name).
+    pub fn with_token_review(
+        mut self,
+        reviewer: Arc<TokenReviewer>,
+        node_account: (String, String),
+    ) -> Self {
+        self.reviewer = Some((reviewer, node_account));
+        self
+    }
+
+    /// The current view of who may hold which identity.
+    pub fn identities(&self) -> Arc<Identities> {
+        self.identities.borrow().clone()
+    }
+
+    /// Who holds `token`: a proxy token first; failing that, the API
+    /// server's word.
+    pub async fn principal(&self, token: &str) -> Result<Principal, Refusal> {
+        if let Some(principal) = self.identities.borrow().principal(token) {
+            return Ok(principal.clone());
+        }
+        let Some((reviewer, (ns, sa))) = &self.reviewer else {
+            return Err(Refusal::UnknownToken);
+        };
+        let claims = reviewer.review(token).await.map_err(Refusal::TokenReview)?;
+        let identities = self.identities();
+        claims
+            .principal((ns, sa), |ns, pod| identities.pod_node(ns, pod))
+            .map_err(Refusal::TokenReview)
+    }
+}
+
+/// The bearer token of `request`; `Ok(None)` when it sends none.
+pub fn bearer<T>(request: &Request<T>) -> Result<Option<&str>, Status> {
+    let Some(value) = request.metadata().get("authorization") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or_else(|| {
+            Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`")
+        })
+}
