@@ -9,6 +9,7 @@
 //! ambient          client (shop, node-a)  → ztunnel a → HBONE → ztunnel b →  api (inventory, node-b)
 //! sidecar→sidecar  orders (sidecar, node-a) → HBONE →  ledger (orders, sidecar, node-b)
 //! sidecar→ambient  orders (sidecar, node-a) → HBONE → ztunnel b →  api
+//! nginx            plain → nginx (plain's loopback) → legacy   (L7 reference)
 //! ```
 //!
 //! `plain` and `ledger` are added to the harness's topology here; every
@@ -16,6 +17,7 @@
 //!
 //! ```sh
 //! mesh_bench --scenario mesh-l4-throughput|mesh-http-latency|mesh-memory [--quick]
+//! mesh_bench --scenario mesh-http-latency --nginx /usr/sbin/nginx   # with the L7 reference
 //! ```
 //!
 //! prints one JSON line (what `cargo xtask bench` turns into rows). Needs
@@ -29,11 +31,14 @@ mod support;
 
 #[path = "mesh_bench/load.rs"]
 mod load;
+#[path = "mesh_bench/nginx.rs"]
+mod nginx;
 #[path = "mesh_bench/servers.rs"]
 mod servers;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -45,6 +50,7 @@ use support::{Cluster, PodDef, pod_document, sidecar_token_yaml};
 
 use crate::{
     load::Plan,
+    nginx::Nginx,
     servers::{HoldStats, SinkStats},
 };
 
@@ -91,11 +97,13 @@ struct Path {
     proxies: &'static [(&'static str, Proxy)],
 }
 
-/// A proxy process of the cluster.
+/// A proxy process of the cluster, or the nginx reference.
 #[derive(Debug, Clone, Copy)]
 enum Proxy {
     Ztunnel(&'static str),
     Sidecar(&'static str),
+    /// The master and worker of [`Bench::nginx`].
+    Nginx,
 }
 
 impl Proxy {
@@ -104,6 +112,7 @@ impl Proxy {
         match self {
             Proxy::Ztunnel(node) => format!("ztunnel {node}"),
             Proxy::Sidecar(pod) => format!("sidecar {pod}"),
+            Proxy::Nginx => "nginx".to_owned(),
         }
     }
 }
@@ -142,28 +151,55 @@ const SIDECAR_AMBIENT: Path = Path {
     ],
 };
 
+/// The direct path with nginx in front of its server, inside its client.
+const NGINX: Path = Path {
+    name: "nginx",
+    client: DIRECT.client,
+    server: DIRECT.server,
+    proxies: &[("nginx", Proxy::Nginx)],
+};
+
 /// The server pods (each runs the three servers).
 const SERVER_PODS: [&str; 3] = ["legacy", "api", "ledger"];
 
 struct Args {
     scenario: String,
     quick: bool,
+    /// The nginx binary of the L7 reference (mesh-http-latency only).
+    nginx: Option<PathBuf>,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut scenario = None;
     let mut quick = false;
-    let mut args = std::env::args().skip(1);
+    let mut nginx = None;
+    let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--scenario" => scenario = Some(args.next().context("--scenario takes a name")?),
-            "--quick" => quick = true,
-            other => bail!("unknown argument {other:?}"),
+        match arg.to_str() {
+            Some("--scenario") => {
+                let name = args.next().context("--scenario takes a name")?;
+                scenario = Some(
+                    name.into_string()
+                        .map_err(|n| anyhow::anyhow!("--scenario {n:?}"))?,
+                );
+            }
+            Some("--quick") => quick = true,
+            Some("--nginx") => {
+                nginx = Some(PathBuf::from(
+                    args.next().context("--nginx takes the nginx binary")?,
+                ))
+            }
+            _ => bail!("unknown argument {arg:?}"),
         }
     }
+    let scenario = scenario.context("--scenario NAME is required")?;
+    if nginx.is_some() && scenario != "mesh-http-latency" {
+        bail!("--nginx is for mesh-http-latency only, not {scenario}");
+    }
     Ok(Args {
-        scenario: scenario.context("--scenario NAME is required")?,
+        scenario,
         quick,
+        nginx,
     })
 }
 
@@ -187,7 +223,12 @@ fn main() -> anyhow::Result<()> {
     eprintln!("mesh_bench: cluster ready in {setup:.1}s");
     let mut report = match args.scenario.as_str() {
         "mesh-l4-throughput" => throughput(&bench, args.quick)?,
-        "mesh-http-latency" => latency(&bench, args.quick)?,
+        "mesh-http-latency" => {
+            if let Some(binary) = &args.nginx {
+                bench.start_nginx(binary)?;
+            }
+            latency(&bench, args.quick)?
+        }
         _ => memory(&bench, args.quick, nofile)?,
     };
     bench
@@ -198,6 +239,7 @@ fn main() -> anyhow::Result<()> {
     report["quick"] = json!(args.quick);
     report["setup_seconds"] = json!(setup);
     report["seconds"] = json!(started.elapsed().as_secs_f64());
+    // Stops nginx (if started), the servers and the cluster.
     drop(bench);
     println!("{report}");
     Ok(())
@@ -236,8 +278,10 @@ fn raise_nofile() -> u64 {
 
 /// The cluster with the bench's pods, servers and sidecars, ready.
 struct Bench {
-    // Dropped in this order: the servers, then the cluster.
+    // Dropped in this order: the servers, nginx, then the cluster.
     runtime: Option<tokio::runtime::Runtime>,
+    /// The L7 reference, when asked for.
+    nginx: Option<Nginx>,
     sinks: Vec<(&'static str, Arc<SinkStats>)>,
     holds: Vec<(&'static str, Arc<HoldStats>)>,
     cluster: Cluster,
@@ -279,6 +323,7 @@ impl Bench {
             .build()?;
         let mut bench = Bench {
             runtime: None,
+            nginx: None,
             sinks: Vec::new(),
             holds: Vec::new(),
             cluster,
@@ -319,6 +364,33 @@ impl Bench {
         self.cluster.pod(name)
     }
 
+    /// Starts nginx in front of the direct path's server, inside its
+    /// client, and waits until a request through it succeeds.
+    fn start_nginx(&mut self, binary: &std::path::Path) -> anyhow::Result<()> {
+        let nginx = Nginx::start(
+            binary,
+            self.pod(NGINX.client),
+            self.addr(NGINX, HTTP_PORT),
+            &self.cluster.root,
+        )?;
+        self.nginx = Some(nginx);
+        self.wait_ready(NGINX)
+    }
+
+    fn nginx(&self) -> anyhow::Result<&Nginx> {
+        self.nginx
+            .as_ref()
+            .context("nginx was not started (--nginx)")
+    }
+
+    /// Where `path`'s HTTP load goes: its server, or nginx in front of it.
+    fn http_addr(&self, path: Path) -> anyhow::Result<SocketAddr> {
+        if path.proxies.iter().any(|(_, p)| matches!(p, Proxy::Nginx)) {
+            return Ok(self.nginx()?.addr);
+        }
+        Ok(self.addr(path, HTTP_PORT))
+    }
+
     fn addr(&self, path: Path, port: u16) -> SocketAddr {
         SocketAddr::from((self.pod(path.server).ip, port))
     }
@@ -327,6 +399,7 @@ impl Bench {
         match proxy {
             Proxy::Ztunnel(node) => self.cluster.ztunnel_pid(node),
             Proxy::Sidecar(pod) => self.cluster.sidecar_pid(pod),
+            Proxy::Nginx => self.nginx.as_ref().map(|n| n.master()),
         }
         .with_context(|| format!("no process for {proxy:?}"))
     }
@@ -335,7 +408,7 @@ impl Bench {
     /// capture all in place); at most 30 s.
     fn wait_ready(&mut self, path: Path) -> anyhow::Result<()> {
         let started = Instant::now();
-        let to = self.addr(path, HTTP_PORT);
+        let to = self.http_addr(path)?;
         loop {
             let attempt =
                 load::HttpConn::connect(self.pod(path.client), to).and_then(|mut c| c.get());
@@ -377,11 +450,14 @@ impl Bench {
             .context("no hold server")
     }
 
-    /// CPU ticks of each proxy on `path`.
+    /// CPU ticks of each proxy on `path` (nginx's: master and workers).
     fn cpu_ticks(&self, path: Path) -> anyhow::Result<Vec<u64>> {
         path.proxies
             .iter()
-            .map(|(_, proxy)| load::process_cpu_ticks(self.pid(*proxy)?))
+            .map(|(_, proxy)| match proxy {
+                Proxy::Nginx => self.nginx()?.cpu_ticks(),
+                _ => load::process_cpu_ticks(self.pid(*proxy)?),
+            })
             .collect()
     }
 
@@ -509,9 +585,10 @@ fn throughput(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
 
 // === mesh-http-latency (and CPU per request) ===
 
-/// Open-loop HTTP/1.1 at fixed rates over the four paths, alternating
-/// paths in each round; histograms merged over the rounds. The proxies'
-/// CPU (utime + stime) is read before and after each run.
+/// Open-loop HTTP/1.1 at fixed rates over the four paths (and nginx when
+/// started), alternating paths in each round; histograms merged over the
+/// rounds. The proxies' CPU (utime + stime) is read before and after each
+/// run.
 fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
     let (rates, rounds, measure): (&[f64], usize, Duration) = if quick {
         (&[1000.0], 1, Duration::from_secs(5))
@@ -520,7 +597,10 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
     };
     let connections = 16;
     let warmup = Duration::from_secs(1);
-    let paths = [DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT];
+    let mut paths = vec![DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT];
+    if bench.nginx.is_some() {
+        paths.push(NGINX);
+    }
     let ticks_per_second = rustix::param::clock_ticks_per_second();
     struct Acc {
         path: Path,
@@ -531,7 +611,7 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
     }
     let mut accs = Vec::new();
     for &rate in rates {
-        for path in paths {
+        for &path in &paths {
             accs.push(Acc {
                 path,
                 rate,
@@ -543,7 +623,10 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
     // The proxies' CPU while nothing flows (xDS, timers): what the per
     // request figures include besides the requests.
     let idle_seconds = 2.0;
-    let all = [AMBIENT, SIDECARS];
+    let mut all = vec![AMBIENT, SIDECARS];
+    if bench.nginx.is_some() {
+        all.push(NGINX);
+    }
     let idle_before: Vec<Vec<u64>> = all
         .iter()
         .map(|p| bench.cpu_ticks(*p))
@@ -568,12 +651,9 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
                 measure,
             };
             let before = bench.cpu_ticks(acc.path)?;
-            let result = load::open_loop(
-                bench.pod(acc.path.client),
-                bench.addr(acc.path, HTTP_PORT),
-                plan,
-            )
-            .with_context(|| format!("{} at {} rps", acc.path.name, acc.rate))?;
+            let result =
+                load::open_loop(bench.pod(acc.path.client), bench.http_addr(acc.path)?, plan)
+                    .with_context(|| format!("{} at {} rps", acc.path.name, acc.rate))?;
             let after = bench.cpu_ticks(acc.path)?;
             for (total, (b, a)) in acc.ticks.iter_mut().zip(before.iter().zip(&after)) {
                 *total += a.saturating_sub(*b);
@@ -631,6 +711,7 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
         "response_bytes": servers::RESPONSE_BYTES,
         "clock_ticks_per_second": ticks_per_second,
         "idle_cpu_seconds_per_second": idle,
+        "nginx": bench.nginx.as_ref().map(Nginx::describe),
         "results": out,
     }))
 }
@@ -770,7 +851,7 @@ mod tests {
                     .all(|p| p.name != def.name && p.ip != def.ip)
             );
         }
-        for path in [DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT] {
+        for path in [DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT, NGINX] {
             assert!(SERVER_PODS.contains(&path.server), "{}", path.name);
         }
     }

@@ -15,3 +15,9 @@ mod inject;
 
 #[path = "kube/tokens.rs"]
 mod tokens;
+
+#[path = "kube/crds.rs"]
+mod crds;
+
+#[path = "kube/install.rs"]
+mod install;

@@ -30,6 +30,7 @@ mod control_plane;
 mod hbone_throughput;
 mod machine;
 mod mesh;
+mod nginx;
 
 use machine::Machine;
 
@@ -69,8 +70,8 @@ struct Scenario {
 /// The example driving the network-namespace scenarios.
 const MESH_BENCH: (&str, &str) = ("braid-tests", "mesh_bench");
 
-/// Every scenario, in the order they run. To come (see the bench issue): the
-/// nginx L7 reference and gRPC latency.
+/// Every scenario, in the order they run (`mesh-http-latency` includes the
+/// nginx L7 reference). To come (see the bench issue): gRPC latency.
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "hbone-throughput",

@@ -1,5 +1,6 @@
 //! `cargo xtask codegen`: renders every CRD of `braid_crd::all_crds()` to
-//! `manifests/crds/<plural>.<group>.yaml`.
+//! `manifests/crds/<plural>.<group>.yaml`, plus the kustomize file
+//! `Kustomization` that lists them.
 //!
 //! Without `--check` it makes the directory match: writes changed files and
 //! removes stale generated ones. With `--check` it only compares, and fails
@@ -66,8 +67,21 @@ fn render_crds() -> Result<BTreeMap<String, String>> {
             bail!("two CRDs render to {name}; braid_crd::all_crds() has a duplicate");
         }
     }
+    // `manifests/install` includes this directory as a kustomize base:
+    // kustomize refuses single files outside its own directory.
+    let resources: String = files.keys().map(|name| format!("- {name}\n")).collect();
+    files.insert(
+        KUSTOMIZATION.to_string(),
+        format!("{HEADER}apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}"),
+    );
     Ok(files)
 }
+
+/// The kustomize file listing every CRD, so `kubectl apply -k manifests/crds`
+/// (and `manifests/install`, which includes it) installs them all. Named
+/// without an extension, which kustomize accepts, so `kubectl apply -f
+/// manifests/crds` still reads only the CRDs.
+const KUSTOMIZATION: &str = "Kustomization";
 
 fn check(dir: &Path, files: &BTreeMap<String, String>) -> Result<()> {
     let drift = find_drift(dir, files)?;

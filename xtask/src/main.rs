@@ -12,6 +12,8 @@
 //! * `cargo xtask codegen [--check]` — write the generated artefacts
 //!   (`manifests/crds/*.yaml` from `braid-crd`), or with `--check` fail when
 //!   the checked-in copies drifted from the Rust types (what CI runs).
+//! * `cargo xtask demo [ARGS...]` — build the release binaries and run
+//!   `braidctl demo ARGS...` (a local mesh with live traffic; via sudo).
 //! * `cargo xtask test` — the whole test suite exactly as CI runs it.
 //! * `cargo xtask quickstart [--keep]` — the README's first command: the
 //!   control plane on `examples/`, shown with braidctl.
@@ -31,6 +33,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cluster;
 mod codegen;
+mod demo;
 mod disk;
 mod quickstart;
 mod test;
@@ -52,6 +55,8 @@ enum Command {
     Cluster(cluster::Args),
     /// Generate the CRD manifests under manifests/crds/ from the Rust types.
     Codegen(codegen::Args),
+    /// Build the release binaries and run `braidctl demo` (with sudo when not root).
+    Demo(demo::Args),
     /// Run the control plane on examples/ and show what it serves with braidctl.
     Quickstart(quickstart::Args),
     /// Run the whole test suite as CI does: fmt, clippy, codegen --check, cargo test.
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args, &root),
         Command::Cluster(args) => cluster::run(&args, &root),
         Command::Codegen(args) => codegen::run(&args, &root),
+        Command::Demo(args) => demo::run(&args, &root),
         Command::Test(args) => test::run(&args, &root),
         Command::Quickstart(args) => quickstart::run(&args, &root),
     };

@@ -296,12 +296,16 @@ impl Config {
         }
     }
 
-    /// A test configuration reading the API server of `kubeconfig`.
+    /// A test configuration reading the API server of `kubeconfig`; the
+    /// status writers' Lease is in `default`.
     pub fn for_kube_tests(kubeconfig: impl Into<PathBuf>) -> Self {
         Self {
             source: SourceKind::Kube,
             config_dir: None,
             kubeconfig: Some(kubeconfig.into()),
+            // A namespace every cluster has; tests that check status writes
+            // use a Lease in a namespace of their own.
+            pod_namespace: "default".to_string(),
             ..Self::for_tests(PathBuf::new())
         }
     }

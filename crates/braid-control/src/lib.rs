@@ -24,6 +24,7 @@ pub mod modes;
 pub mod runtime;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod tls;
 pub mod tokenreview;
 pub mod xds;

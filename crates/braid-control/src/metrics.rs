@@ -24,6 +24,8 @@ pub struct Metrics {
     pub connected: AtomicU64,
     /// Rescans of the configuration directory.
     pub config_scans: AtomicU64,
+    /// Whether this replica leads status writes; set only with `--source kube`.
+    pub leader: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 // === impl Metrics ===
@@ -95,6 +97,13 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        if let Some(leader) = self.leader.get() {
+            let _ = writeln!(
+                out,
+                "# HELP braid_control_leader 1 while this replica holds the Lease and writes CRD status.\n# TYPE braid_control_leader gauge\nbraid_control_leader {}",
+                u8::from(leader.load(Relaxed))
             );
         }
         let _ = writeln!(

@@ -10,11 +10,21 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::selector::WorkloadSelector;
+use crate::{
+    limits::{
+        FROM_NOT_EMPTY_MESSAGE, FROM_NOT_EMPTY_RULE, MAX_NAMESPACE_LENGTH, MAX_PRINCIPAL_LENGTH,
+        MAX_RULE_ENTRIES, MAX_RULES, NAMESPACE_PATTERN, PRINCIPAL_PATTERN, TO_NOT_EMPTY_MESSAGE,
+        TO_NOT_EMPTY_RULE,
+    },
+    selector::WorkloadSelector,
+};
 
 mod convert;
 
 /// The desired state of an AuthorizationPolicy.
+// Two printer columns share `type_ = "string"`, which clippy mistakes for a
+// repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "braid.dev",
@@ -27,6 +37,11 @@ mod convert;
     derive = "PartialEq",
     doc = "AuthorizationPolicy allows or denies connections to the workloads of a namespace, by source identity, source namespace and destination port.",
     printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -48,8 +63,9 @@ pub struct AuthorizationPolicySpec {
 
     /// The policy matches a connection when any rule matches. An ALLOW policy
     /// without rules matches nothing, so it denies every connection to the
-    /// selected workloads.
+    /// selected workloads. At most 64 rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RULES))]
     pub rules: Vec<Rule>,
 }
 
@@ -79,32 +95,47 @@ pub struct Rule {
     pub to: Option<Destination>,
 }
 
-/// The source of a connection. Matches when every non-empty list has an
-/// entry matching the connection.
+/// The source of a connection: at least one of principals and namespaces.
+/// Matches when every non-empty list has an entry matching the connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": FROM_NOT_EMPTY_RULE,
+    "message": FROM_NOT_EMPTY_MESSAGE,
+}]))]
 pub struct Source {
     /// Peer identities (from the mTLS certificate), each
     /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`, or with
     /// one `*` wildcard at the start or end (`spiffe://cluster.local/ns/shop/*`,
-    /// `*/sa/web`), or exactly `*` for any authenticated peer.
+    /// `*/sa/web`), or exactly `*` for any authenticated peer. At most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(regex(pattern = r"^(\*.*|spiffe://.+)$")))]
+    #[schemars(
+        length(max = MAX_RULE_ENTRIES),
+        inner(pattern(PRINCIPAL_PATTERN), length(max = MAX_PRINCIPAL_LENGTH))
+    )]
     pub principals: Vec<String>,
 
-    /// Namespaces of the peer workloads.
+    /// Namespaces of the peer workloads (namespace names, no wildcards).
+    /// At most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1)))]
+    #[schemars(
+        length(max = MAX_RULE_ENTRIES),
+        inner(pattern(NAMESPACE_PATTERN), length(max = MAX_NAMESPACE_LENGTH))
+    )]
     pub namespaces: Vec<String>,
 }
 
 /// The destination of a connection on a selected workload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": TO_NOT_EMPTY_RULE,
+    "message": TO_NOT_EMPTY_MESSAGE,
+}]))]
 pub struct Destination {
-    /// Destination (container) ports, 1-65535.
+    /// Destination (container) ports, 1-65535; at least one, at most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(range(min = 1, max = 65535)))]
+    #[schemars(length(max = MAX_RULE_ENTRIES), inner(range(min = 1, max = 65535)))]
     pub ports: Vec<i32>,
 }
 
@@ -112,6 +143,10 @@ pub struct Destination {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationPolicyStatus {
+    /// The `metadata.generation` the control plane last judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
     /// Current conditions. `Accepted` is True when the policy is enforced, and
     /// False with reason `Invalid` and a message naming the offending field
     /// when it is not. Each condition's observedGeneration says which

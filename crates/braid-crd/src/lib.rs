@@ -7,10 +7,12 @@
 //!
 //! This crate is types and pure conversions only: no Kubernetes client, no
 //! watchers, no status writing (the control plane does those). The CRD schema
-//! validates what the API server can check cheaply (enums, port ranges, the
-//! shape of principals); [`TryFrom`] into the model is the complete check,
+//! validates what the API server can check cheaply (enums, port ranges,
+//! principal and namespace syntax, list lengths, and CEL rules that refuse an
+//! empty `from` or `to`); [`TryFrom`] into the model is the complete check,
 //! and it is what the file source relies on, since no API server sees those
-//! documents.
+//! documents. The limits and patterns both use live in one module, so the
+//! two never disagree about a principal, a namespace name or a list length.
 //!
 //! ```
 //! use braid_crd::AuthorizationPolicy;
@@ -34,6 +36,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 mod authorization_policy;
+mod limits;
 mod peer_authentication;
 mod selector;
 
@@ -75,74 +78,4 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crd_names_and_scope() {
-        let crds = all_crds();
-        let [authorization, peer] = crds.as_slice() else {
-            panic!("expected two CRDs, got {}", crds.len());
-        };
-        for (crd, name, short, column) in [
-            (
-                authorization,
-                "authorizationpolicies.braid.dev",
-                "bap",
-                "Action",
-            ),
-            (peer, "peerauthentications.braid.dev", "bpa", "Mode"),
-        ] {
-            assert_eq!(crd.metadata.name.as_deref(), Some(name));
-            assert_eq!(crd.spec.group, GROUP);
-            assert_eq!(crd.spec.scope, "Namespaced");
-            assert_eq!(crd.spec.names.short_names, Some(vec![short.to_string()]));
-            assert_eq!(crd.spec.names.categories, Some(vec!["braid".to_string()]));
-            let version = &crd.spec.versions[0];
-            assert_eq!(version.name, "v1alpha1");
-            let columns: Vec<_> = version
-                .additional_printer_columns
-                .iter()
-                .flatten()
-                .map(|c| c.name.as_str())
-                .collect();
-            assert_eq!(columns, [column, "Age"], "{name}");
-            let subresources = version.subresources.as_ref().expect("subresources");
-            assert!(subresources.status.is_some());
-        }
-    }
-
-    #[test]
-    fn peer_authentication_schema_carries_validation() {
-        let crd = PeerAuthentication::crd();
-        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
-        let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
-        assert_eq!(spec["required"], serde_json::json!(["mtls"]));
-        let mtls = &spec["properties"]["mtls"];
-        assert_eq!(mtls["required"], serde_json::json!(["mode"]));
-        let mode = &mtls["properties"]["mode"];
-        assert_eq!(mode["enum"], serde_json::json!(["STRICT", "PERMISSIVE"]));
-        assert_eq!(mode.get("default"), None, "the mode is always explicit");
-        let columns = &crd.spec.versions[0].additional_printer_columns;
-        let mode_column = columns.iter().flatten().find(|c| c.name == "Mode");
-        assert_eq!(
-            mode_column.map(|c| c.json_path.as_str()),
-            Some(".spec.mtls.mode")
-        );
-    }
-
-    #[test]
-    fn schema_carries_validation() {
-        let crd = AuthorizationPolicy::crd();
-        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
-        let spec = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
-        assert_eq!(spec["action"]["enum"], serde_json::json!(["ALLOW", "DENY"]));
-        assert_eq!(spec["action"]["default"], "ALLOW");
-        let rule = &spec["rules"]["items"]["properties"];
-        let ports = &rule["to"]["properties"]["ports"]["items"];
-        assert_eq!(ports["minimum"].as_f64(), Some(1.0));
-        assert_eq!(ports["maximum"].as_f64(), Some(65535.0));
-        let principals = &rule["from"]["properties"]["principals"]["items"];
-        assert!(principals["pattern"].is_string(), "{principals}");
-    }
-}
+mod tests;

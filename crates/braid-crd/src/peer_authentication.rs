@@ -17,6 +17,9 @@ use crate::selector::WorkloadSelector;
 mod convert;
 
 /// The desired state of a PeerAuthentication.
+// Two printer columns share `type_ = "string"`, which clippy mistakes for a
+// repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "braid.dev",
@@ -29,6 +32,11 @@ mod convert;
     derive = "PartialEq",
     doc = "PeerAuthentication sets whether workloads accept plaintext connections (PERMISSIVE) or only mutual TLS (STRICT): for selected workloads, for a namespace, or, without a selector in the root namespace (braid-system), for the whole mesh.",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mtls.mode"),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -74,6 +82,10 @@ pub enum MtlsMode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerAuthenticationStatus {
+    /// The `metadata.generation` the control plane last judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
     /// Current conditions. `Accepted` is True when the policy is enforced, and
     /// False with reason `Invalid` and a message naming the offending field
     /// when it is not. Each condition's observedGeneration says which

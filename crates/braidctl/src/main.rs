@@ -6,6 +6,9 @@
 use clap::{Parser, Subcommand};
 
 mod debug;
+mod demo;
+mod install;
+mod mode;
 mod status;
 mod watch;
 
@@ -28,6 +31,15 @@ enum Command {
     ProxyStatus(debug::ProxyStatusArgs),
     /// Configuration documents the control plane rejected (file, document, field, reason).
     ConfigErrors(debug::ConfigErrorsArgs),
+    /// Run a local mesh in network namespaces with live traffic and walk
+    /// through policy and mode switches (needs root; cleans up after itself).
+    Demo(demo::Args),
+    /// Install Braid into the cluster of your kubeconfig (CRDs, control
+    /// plane, node agents, injection webhook) with server-side apply.
+    Install(install::Args),
+    /// Switch a namespace's data-plane mode (ambient, sidecar or none) and
+    /// say what happens to each of its pods.
+    Mode(mode::Args),
     /// Experimental and debugging commands.
     #[command(subcommand)]
     X(Experimental),
@@ -46,6 +58,9 @@ async fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(args).await,
         Command::ProxyStatus(args) => debug::proxy_status(args).await,
         Command::ConfigErrors(args) => debug::config_errors(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Install(args) => install::run(args).await,
+        Command::Mode(args) => mode::run(args).await,
         Command::X(Experimental::Watch(args)) => watch::run(args).await,
     };
     match result {

@@ -120,7 +120,13 @@ async fn the_control_plane_follows_the_api_server() -> anyhow::Result<()> {
     let ns = ns.name().to_string();
     run_pod(cluster, &ns, "web", "198.18.40.10")?;
 
-    let control = ControlPlane::start(Config::for_kube_tests(&cluster.kubeconfig)).await?;
+    // Its own Lease: the tests run side by side on one API server.
+    let config = || {
+        let mut config = Config::for_kube_tests(&cluster.kubeconfig);
+        config.pod_namespace = ns.clone();
+        config
+    };
+    let control = ControlPlane::start(config()).await?;
     let xds_addr = control.xds_addr();
     let (proxy, task) = proxy(xds_addr)?;
     let web = format!("{ns}/web");
@@ -158,6 +164,62 @@ async fn the_control_plane_follows_the_api_server() -> anyhow::Result<()> {
     })
     .await?;
 
+    // A policy the API server's schema admits but the mesh cannot enforce
+    // gets an Invalid condition naming the field; fixed, it is Accepted.
+    let policy = |selector: &str| {
+        format!(
+            "apiVersion: braid.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: only-web, namespace: {ns}}}
+spec:
+  selector: {selector}
+  rules:
+  - from: {{namespaces: [{ns}]}}
+"
+        )
+    };
+    cluster.apply(&policy(
+        "{matchExpressions: [{key: app, operator: In, values: [web]}]}",
+    ))?;
+    let condition = |field: &str| {
+        cluster.kubectl(&[
+            "get",
+            "authorizationpolicy",
+            "only-web",
+            "--namespace",
+            &ns,
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"Accepted\")].{field}}}"),
+        ])
+    };
+    let generation = |field: &str| {
+        cluster.kubectl(&[
+            "get",
+            "authorizationpolicy",
+            "only-web",
+            "--namespace",
+            &ns,
+            "-o",
+            &format!("jsonpath={{{field}}}"),
+        ])
+    };
+    within(Duration::from_secs(15), "the Invalid condition", || {
+        condition("reason").is_ok_and(|r| r == "Invalid")
+    })
+    .await?;
+    let message = condition("message")?;
+    assert!(
+        message.contains("spec.selector.matchExpressions"),
+        "{message}"
+    );
+    cluster.apply(&policy("{matchLabels: {app: web}}"))?;
+    within(Duration::from_secs(15), "the Accepted condition", || {
+        condition("reason").is_ok_and(|r| r == "Accepted")
+            && generation(".status.observedGeneration").ok()
+                == generation(".metadata.generation").ok()
+    })
+    .await?;
+
     // Down: while nobody watches, a pod goes, a pod comes, the mode flips back.
     control.shutdown().await;
     // As the kubelet would once the containers stopped: no grace left.
@@ -178,7 +240,7 @@ async fn the_control_plane_follows_the_api_server() -> anyhow::Result<()> {
         "braid.dev/mode=sidecar",
         "--overwrite",
     ])?;
-    let mut config = Config::for_kube_tests(&cluster.kubeconfig);
+    let mut config = config();
     config.xds_listen = xds_addr;
     let control = ControlPlane::start(config).await?;
     let api = format!("{ns}/api");

@@ -8,13 +8,14 @@
 //! * `mesh-http-latency`: open-loop HTTP/1.1 (1 KiB answers, 16
 //!   connections) at 1 000 rps (and 5 000 rps in the full run), direct vs
 //!   ambient vs sidecar→sidecar vs sidecar→ambient: p50/p90/p99 and the
-//!   mesh's added latency; and the proxies' CPU per request.
+//!   mesh's added latency; and the proxies' CPU per request. The same load
+//!   through nginx is the L7 reference ([`super::nginx`]).
 //! * `mesh-memory`: RSS of idle proxies, and per idle connection held open
 //!   through them.
 //!
 //! Root only: otherwise each scenario reports one skipped row.
 
-use std::{process::Command, time::Duration};
+use std::{ffi::OsString, process::Command, time::Duration};
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -36,23 +37,41 @@ const MAX_KIB_PER_CONNECTION: f64 = 4.0;
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub(super) fn run_throughput(context: &Context) -> anyhow::Result<Outcome> {
-    run(context, THROUGHPUT, throughput_rows)
+    run(context, THROUGHPUT, &[], &throughput_rows)
 }
 
+/// With nginx as the L7 reference when it is (or can be) installed;
+/// otherwise its rows say why not.
 pub(super) fn run_latency(context: &Context) -> anyhow::Result<Outcome> {
-    run(context, LATENCY, latency_rows)
+    let nginx = if context.root {
+        super::nginx::locate_or_install()
+    } else {
+        Err("needs root".to_owned())
+    };
+    let args: Vec<OsString> = match &nginx {
+        Ok(binary) => vec!["--nginx".into(), binary.into()],
+        Err(why) => {
+            eprintln!("    nginx L7 reference skipped: {why}");
+            Vec::new()
+        }
+    };
+    let skipped = nginx.err();
+    run(context, LATENCY, &args, &|raw| {
+        latency_rows(raw, skipped.as_deref())
+    })
 }
 
 pub(super) fn run_memory(context: &Context) -> anyhow::Result<Outcome> {
-    run(context, MEMORY, memory_rows)
+    run(context, MEMORY, &[], &memory_rows)
 }
 
-/// Runs `mesh_bench --scenario NAME` (unless not root) and turns its JSON
-/// into rows with `rows`.
+/// Runs `mesh_bench --scenario NAME ARGS` (unless not root) and turns its
+/// JSON into rows with `rows`.
 fn run(
     context: &Context,
     name: &'static str,
-    rows: fn(&Value) -> anyhow::Result<Vec<Row>>,
+    args: &[OsString],
+    rows: &dyn Fn(&Value) -> anyhow::Result<Vec<Row>>,
 ) -> anyhow::Result<Outcome> {
     if !context.root {
         eprintln!("    skipped: needs root (network namespaces, iptables)");
@@ -64,6 +83,7 @@ fn run(
     let mut command = Command::new(context.example("mesh_bench"));
     command
         .args(["--scenario", name])
+        .args(args)
         .env("BRAID_E2E_BIN_DIR", &context.release_dir);
     if context.quick {
         command.arg("--quick");
@@ -264,7 +284,9 @@ fn throughput_rows(raw: &Value) -> anyhow::Result<Vec<Row>> {
 
 // === mesh-http-latency ===
 
-fn latency_rows(raw: &Value) -> anyhow::Result<Vec<Row>> {
+/// The rows of `mesh-http-latency`; `nginx_skipped` says why nginx was not
+/// measured (then its rows are one skipped row).
+fn latency_rows(raw: &Value, nginx_skipped: Option<&str>) -> anyhow::Result<Vec<Row>> {
     let results = results(raw)?;
     let mut rates: Vec<f64> = results
         .iter()
@@ -309,7 +331,11 @@ fn latency_rows(raw: &Value) -> anyhow::Result<Vec<Row>> {
             braid: lag(at("ambient")?),
             target: Target::Informational,
         });
-        for path in ["direct", "ambient", "sidecar→sidecar", "sidecar→ambient"] {
+        let mut measured = vec!["direct", "ambient", "sidecar→sidecar", "sidecar→ambient"];
+        if nginx_skipped.is_none() {
+            measured.push("nginx");
+        }
+        for path in measured {
             let result = at(path)?;
             for (key, what) in [
                 ("errors", "failed requests"),
@@ -351,9 +377,15 @@ fn latency_rows(raw: &Value) -> anyhow::Result<Vec<Row>> {
                 });
             }
         }
+        if nginx_skipped.is_none() {
+            rows.extend(super::nginx::rows(&at, &rps)?);
+        }
     }
     if rows.is_empty() {
         anyhow::bail!("mesh_bench measured no rate");
+    }
+    if let Some(why) = nginx_skipped {
+        rows.push(super::nginx::skipped(why));
     }
     Ok(rows)
 }
@@ -513,10 +545,13 @@ mod tests {
             latency_result("ambient", 1000.0, 0.6, &[("client ztunnel", 40.0), ("server ztunnel", 41.0)]),
             latency_result("sidecar→sidecar", 1000.0, 1.0, &[("client sidecar", 90.0), ("server sidecar", 120.0)]),
             latency_result("sidecar→ambient", 1000.0, 0.9, &[("client sidecar", 95.0), ("server ztunnel", 40.0)]),
+            latency_result("nginx", 1000.0, 0.5, &[("nginx", 100.0)]),
         ]});
-        let rows = latency_rows(&raw).unwrap();
-        // 3 paths × 3 percentiles, the generator's lag, then 6 proxies.
-        assert_eq!(rows.len(), 16);
+        let rows = latency_rows(&raw, None).unwrap();
+        // 3 paths × 3 percentiles, the generator's lag, 6 proxies, then
+        // nginx's 8 rows.
+        assert_eq!(rows.len(), 24);
+        assert!(rows[16..].iter().all(|r| r.metric.contains("nginx")));
         let p99 = rows
             .iter()
             .find(|r| r.metric == "p99 latency, ambient, 1 000 rps (ms)")
@@ -533,7 +568,7 @@ mod tests {
             rows[9].metric,
             "load generator's send lag p99, ambient, 1 000 rps (ms)"
         );
-        let cpu: Vec<(&str, Verdict)> = rows[10..]
+        let cpu: Vec<(&str, Verdict)> = rows[10..16]
             .iter()
             .map(|r| (r.metric.as_str(), r.verdict()))
             .collect();
@@ -566,7 +601,7 @@ mod tests {
                 ),
             ]
         );
-        assert!(rows[10..].iter().all(|r| r.direct.is_none()));
+        assert!(rows[10..16].iter().all(|r| r.direct.is_none()));
     }
 
     #[test]
@@ -580,7 +615,7 @@ mod tests {
             latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
             latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
         ]});
-        let rows = latency_rows(&raw).unwrap();
+        let rows = latency_rows(&raw, Some("nginx is not installed")).unwrap();
         let p99 = rows
             .iter()
             .find(|r| r.metric == "p99 latency, ambient, 1 000 rps (ms)")
@@ -593,6 +628,26 @@ mod tests {
         assert!(rows.iter().any(|r| r.metric
             == "requests not sent in time (saturated), direct, 1 000 rps"
             && r.braid == Some(2.0)));
+        // Without nginx, one skipped row says why.
+        let last = rows.last().unwrap();
+        assert_eq!(
+            last.metric,
+            "skipped: nginx L7 reference: nginx is not installed"
+        );
+        assert_eq!(last.verdict(), Verdict::Skipped);
+        assert!(rows.iter().filter(|r| r.metric.contains("nginx")).count() == 1);
+    }
+
+    #[test]
+    fn measured_nginx_results_are_required() {
+        let raw = serde_json::json!({"results": [
+            latency_result("direct", 1000.0, 0.4, &[]),
+            latency_result("ambient", 1000.0, 0.6, &[]),
+            latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
+            latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
+        ]});
+        let err = latency_rows(&raw, None).unwrap_err();
+        assert!(format!("{err:#}").contains("nginx"), "{err:#}");
     }
 
     #[test]

@@ -19,6 +19,13 @@ fn rendered_crds_have_header_and_names() {
         .expect("AuthorizationPolicy CRD");
     assert!(text.starts_with(HEADER));
     assert!(text.contains("kind: CustomResourceDefinition"));
+    let kustomization = files.get(KUSTOMIZATION).expect("the Kustomization file");
+    for name in files.keys().filter(|name| *name != KUSTOMIZATION) {
+        assert!(
+            kustomization.contains(&format!("- {name}\n")),
+            "{name} not listed"
+        );
+    }
 }
 
 #[test]

@@ -80,7 +80,31 @@ impl Opened {
                 vec![tokio::spawn(source.run(watcher, changes, metrics))]
             }
             Self::Kube(source, client) => {
-                let mut tasks = vec![tokio::spawn(source.run(changes))];
+                let status = crate::status::StatusConfig::new(
+                    replica_name(config),
+                    config.pod_namespace.clone(),
+                );
+                let _ = metrics.leader.set(status.is_leader.clone());
+                let mut verdicts = source.verdicts();
+                let (verdicts_tx, verdicts_rx) = watch::channel(Arc::new(
+                    crate::status::from_source(&verdicts.borrow_and_update()),
+                ));
+                let mut tasks = vec![
+                    tokio::spawn(source.run(changes)),
+                    // The source's verdicts, in the writer's terms.
+                    tokio::spawn(async move {
+                        while verdicts.changed().await.is_ok() {
+                            let next = crate::status::from_source(&verdicts.borrow_and_update());
+                            verdicts_tx.send_replace(Arc::new(next));
+                        }
+                    }),
+                    tokio::spawn(crate::status::run(
+                        client.clone(),
+                        status,
+                        verdicts_rx,
+                        shutdown.clone(),
+                    )),
+                ];
                 if let Some(ca) = ca {
                     tasks.push(tokio::spawn(crate::inject::register::run(
                         client,
@@ -93,6 +117,18 @@ impl Opened {
             }
         }
     }
+}
+
+/// This replica's name in the leader election: `--pod-name`, else the host
+/// name.
+fn replica_name(config: &Config) -> String {
+    config.pod_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("braid-control-{}", std::process::id()))
+    })
 }
 
 /// The client `--kubeconfig` names, else the usual inference.

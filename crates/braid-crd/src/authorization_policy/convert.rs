@@ -8,7 +8,13 @@
 use braid_model::k8s::FieldError;
 
 use super::{AuthorizationPolicy, Destination, Rule, Source};
-use crate::selector::{PolicyScope, policy_scope};
+use crate::{
+    limits::{
+        FROM_NOT_EMPTY_MESSAGE, MAX_PRINCIPAL_LENGTH, MAX_RULE_ENTRIES, MAX_RULES,
+        TO_NOT_EMPTY_MESSAGE, too_many,
+    },
+    selector::{PolicyScope, policy_scope},
+};
 
 const SPIFFE_SCHEME: &str = "spiffe://";
 
@@ -31,6 +37,11 @@ impl TryFrom<&AuthorizationPolicy> for braid_model::AuthorizationPolicy {
             namespace,
             selector,
         } = policy_scope(&crd.metadata, spec.selector.as_ref())?;
+        if spec.rules.len() > MAX_RULES {
+            let hint = "split the policy into several";
+            let message = too_many(spec.rules.len(), MAX_RULES, hint);
+            return Err(FieldError::new("spec.rules", message));
+        }
         let rules = spec
             .rules
             .iter()
@@ -49,39 +60,74 @@ impl TryFrom<&AuthorizationPolicy> for braid_model::AuthorizationPolicy {
 
 fn model_rule(rule: &Rule, path: &str) -> Result<braid_model::Rule, FieldError> {
     let mut out = braid_model::Rule::default();
-    if let Some(Source {
-        principals,
-        namespaces,
-    }) = &rule.from
-    {
-        for (i, principal) in principals.iter().enumerate() {
-            check_principal(principal)
-                .map_err(|msg| FieldError::new(format!("{path}.from.principals[{i}]"), msg))?;
-        }
-        for (i, namespace) in namespaces.iter().enumerate() {
-            if namespace.is_empty() {
-                let field = format!("{path}.from.namespaces[{i}]");
-                return Err(FieldError::new(field, "must not be empty"));
-            }
-        }
-        out.source_principals = principals.clone();
-        out.source_namespaces = namespaces.clone();
+    if let Some(from) = &rule.from {
+        let (principals, namespaces) = model_source(from, &format!("{path}.from"))?;
+        out.source_principals = principals;
+        out.source_namespaces = namespaces;
     }
-    if let Some(Destination { ports }) = &rule.to {
-        out.destination_ports = ports
-            .iter()
-            .enumerate()
-            .map(|(i, &port)| {
-                u16::try_from(port).ok().filter(|&p| p != 0).ok_or_else(|| {
-                    FieldError::new(
-                        format!("{path}.to.ports[{i}]"),
-                        format!("port {port} is out of range; use 1-65535"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
+    if let Some(to) = &rule.to {
+        out.destination_ports = model_ports(to, &format!("{path}.to"))?;
     }
     Ok(out)
+}
+
+/// A rule's `from` (at `path`): its principals and namespaces, checked.
+fn model_source(source: &Source, path: &str) -> Result<(Vec<String>, Vec<String>), FieldError> {
+    let Source {
+        principals,
+        namespaces,
+    } = source;
+    if principals.is_empty() && namespaces.is_empty() {
+        return Err(FieldError::new(path, FROM_NOT_EMPTY_MESSAGE));
+    }
+    check_len(principals.len(), &format!("{path}.principals"))?;
+    check_len(namespaces.len(), &format!("{path}.namespaces"))?;
+    for (i, principal) in principals.iter().enumerate() {
+        check_principal(principal)
+            .map_err(|msg| FieldError::new(format!("{path}.principals[{i}]"), msg))?;
+    }
+    for (i, namespace) in namespaces.iter().enumerate() {
+        if !braid_model::names::is_dns1123_label(namespace) {
+            return Err(FieldError::new(
+                format!("{path}.namespaces[{i}]"),
+                format!(
+                    "{namespace:?} is not a namespace name; use lowercase letters, digits and \
+                     '-' (at most 63, starting and ending with a letter or digit)"
+                ),
+            ));
+        }
+    }
+    Ok((principals.clone(), namespaces.clone()))
+}
+
+/// A rule's `to` (at `path`): its ports, checked.
+fn model_ports(destination: &Destination, path: &str) -> Result<Vec<u16>, FieldError> {
+    let Destination { ports } = destination;
+    if ports.is_empty() {
+        return Err(FieldError::new(path, TO_NOT_EMPTY_MESSAGE));
+    }
+    check_len(ports.len(), &format!("{path}.ports"))?;
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| {
+            u16::try_from(port).ok().filter(|&p| p != 0).ok_or_else(|| {
+                FieldError::new(
+                    format!("{path}.ports[{i}]"),
+                    format!("port {port} is out of range; use 1-65535"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The list at `path` has at most [`MAX_RULE_ENTRIES`] entries.
+fn check_len(len: usize, path: &str) -> Result<(), FieldError> {
+    if len > MAX_RULE_ENTRIES {
+        let hint = "split the rule into several";
+        return Err(FieldError::new(path, too_many(len, MAX_RULE_ENTRIES, hint)));
+    }
+    Ok(())
 }
 
 /// Accepts `*`, `spiffe://<td>/ns/<ns>/sa/<sa>`, `*<suffix>` and
@@ -91,6 +137,9 @@ fn check_principal(principal: &str) -> Result<(), String> {
         return Ok(());
     }
     let bad = |why: &str| Err(format!("{principal:?} {why}; {PRINCIPAL_HINT}"));
+    if principal.len() > MAX_PRINCIPAL_LENGTH {
+        return bad(&format!("is longer than {MAX_PRINCIPAL_LENGTH} bytes"));
+    }
     if principal.chars().any(char::is_whitespace) {
         return bad("contains whitespace");
     }

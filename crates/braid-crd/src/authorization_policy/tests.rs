@@ -234,3 +234,24 @@ fn action_is_upper_case() {
             .to_string();
     assert!(err.contains("ALLOW"), "{err}");
 }
+
+#[test]
+fn empty_from_or_to_rejected() {
+    let err = to_model("metadata: {name: p}\nspec: {rules: [{}, {from: {}}]}\n").expect_err("from");
+    assert_eq!(err.field, "spec.rules[1].from");
+    assert!(err.message.contains("leave from out"), "{err}");
+    let yaml =
+        "metadata: {name: p}\nspec: {rules: [{from: {namespaces: [shop]}, to: {ports: []}}]}\n";
+    assert_eq!(field_of(yaml), "spec.rules[0].to");
+}
+
+#[test]
+fn namespace_names_checked() {
+    let yaml = "metadata: {name: p}\nspec: {rules: [{from: {namespaces: [shop, Legacy]}}]}\n";
+    let err = to_model(yaml).expect_err("upper case");
+    assert_eq!(err.field, "spec.rules[0].from.namespaces[1]");
+    assert!(
+        err.message.contains("\"Legacy\" is not a namespace name"),
+        "{err}"
+    );
+}

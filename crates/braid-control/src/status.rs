@@ -1,0 +1,185 @@
+//! The status writer for Braid CRDs: the control plane's verdict on each
+//! AuthorizationPolicy and PeerAuthentication becomes its
+//! `status.observedGeneration` and one `Accepted` condition (True, or False
+//! with reason `Invalid` and a message naming the offending field), so
+//! `kubectl get bap` and `kubectl wait --for=condition=Accepted` show what
+//! the mesh made of an object.
+//!
+//! Several control-plane replicas may run; only the one holding the
+//! `coordination.k8s.io/v1` Lease writes ([`lease`]), so replicas never fight
+//! over a condition's `lastTransitionTime`. What to write is pure
+//! ([`desired`]); [`writer`] reads each object's status and patches only
+//! those that differ, so an unchanged verdict costs no write, and a fresh
+//! leader re-checks every object once.
+//!
+//! Status writes only: the writer patches the `/status` subresource with
+//! server-side apply (field manager `braid-control`) and never touches spec.
+//! What it does not do: notice a status someone else overwrote while the
+//! verdict stayed the same (it re-checks on the next verdict change or
+//! leadership change).
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+pub mod desired;
+pub mod lease;
+mod writer;
+
+pub use desired::{CrdStatus, desired_status, is_up_to_date};
+
+/// The field manager of every status write and of the Lease.
+pub const FIELD_MANAGER: &str = "braid-control";
+
+/// Which Braid CRD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CrdKind {
+    /// `authorizationpolicies.braid.dev`.
+    AuthorizationPolicy,
+    /// `peerauthentications.braid.dev`.
+    PeerAuthentication,
+}
+
+/// The verdict on one object at one generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The object's kind.
+    pub kind: CrdKind,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// The `metadata.generation` judged; written as `observedGeneration`.
+    pub generation: Option<i64>,
+    /// `None` when accepted; otherwise why not, naming the field first
+    /// (`spec.rules[0].from.principals[0]: ...`).
+    pub error: Option<String>,
+}
+
+/// Verdicts by (kind, namespace, name).
+pub type Verdicts = BTreeMap<(CrdKind, String, String), Verdict>;
+
+/// How the status writer elects its leader.
+#[derive(Clone, Debug)]
+pub struct StatusConfig {
+    /// This replica's name in the Lease: the pod name, or the hostname.
+    pub identity: String,
+    /// The namespace of the Lease (the control plane's own).
+    pub lease_namespace: String,
+    /// The Lease's name, normally `braid-control`.
+    pub lease_name: String,
+    /// How long a leader's renewal holds off the others.
+    pub lease_duration: Duration,
+    /// How often the leader renews and the others check the Lease; well
+    /// below `lease_duration`, so a slow renewal is retried before it lapses.
+    pub renew_every: Duration,
+    /// Set while this replica holds the Lease (the `braid_control_leader`
+    /// gauge reads it).
+    pub is_leader: Arc<AtomicBool>,
+}
+
+/// The Kubernetes source's verdicts in the writer's terms; kinds the writer
+/// does not handle are skipped.
+pub fn from_source(map: &crate::source::kubernetes::VerdictMap) -> Verdicts {
+    map.iter()
+        .filter_map(|(key, verdict)| {
+            let kind = CrdKind::from_kind(key.kind)?;
+            let verdict = Verdict {
+                kind,
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                generation: verdict.generation,
+                error: verdict.error.clone(),
+            };
+            Some(((kind, key.namespace.clone(), key.name.clone()), verdict))
+        })
+        .collect()
+}
+
+// === impl CrdKind ===
+
+impl CrdKind {
+    /// The writer's name for a source kind; `None` for kinds without status.
+    pub fn from_kind(kind: crate::source::Kind) -> Option<Self> {
+        match kind {
+            crate::source::Kind::AuthorizationPolicy => Some(Self::AuthorizationPolicy),
+            crate::source::Kind::PeerAuthentication => Some(Self::PeerAuthentication),
+            _ => None,
+        }
+    }
+
+    /// The kind's name, as in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationPolicy => "AuthorizationPolicy",
+            Self::PeerAuthentication => "PeerAuthentication",
+        }
+    }
+}
+
+impl std::fmt::Display for CrdKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl StatusConfig ===
+
+impl StatusConfig {
+    /// The defaults: Lease `braid-control` in `lease_namespace`, held for
+    /// 15 s and renewed every 5 s.
+    pub fn new(identity: impl Into<String>, lease_namespace: impl Into<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            lease_namespace: lease_namespace.into(),
+            lease_name: "braid-control".to_string(),
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+            is_leader: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether this replica holds the Lease now.
+    pub fn leading(&self) -> bool {
+        self.is_leader.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs until `shutdown` turns true (or its sender is dropped): leader
+/// election on the Lease and, while leader, patches `/status` of every
+/// object whose written status differs from the desired one. On shutdown
+/// the Lease is released so a peer takes over at its next check instead of
+/// waiting for the Lease to expire. Dropping the future stops writing at
+/// once and releases the Lease in the background.
+pub async fn run(
+    client: kube::Client,
+    config: StatusConfig,
+    verdicts: watch::Receiver<Arc<Verdicts>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let elector = lease::Elector::new(client.clone(), config.clone(), leader_tx);
+    let election = tokio::spawn(elector.run(stop_rx));
+    let mut writer = writer::Writer::new(client, config.renew_every);
+    tokio::select! {
+        () = writer.run(verdicts, leader_rx) => {}
+        _ = shutdown.wait_for(|stop| *stop) => {}
+    }
+    // Stop writing first, then give the Lease up.
+    drop(writer);
+    let _ = stop_tx.send(true);
+    if let Err(e) = election.await {
+        tracing::warn!(error = %e, "the leader election task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests;

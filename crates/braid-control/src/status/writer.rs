@@ -1,0 +1,205 @@
+//! The I/O half of status writing: while leader, read each object whose
+//! verdict changed and patch its `/status` when it differs from
+//! [`desired_status`].
+//!
+//! A verdict is remembered once it is on the object (or needs no write), so
+//! an unchanged verdict costs nothing. Writes that fail for a transient
+//! reason are retried every `retry_every`; an object that is gone (404),
+//! whose patch conflicts (409) or that already has a newer generation than
+//! the verdict (a newer verdict is on its way) is not retried until its
+//! verdict changes.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use tokio::sync::watch;
+
+use super::{
+    CrdKind, CrdStatus, FIELD_MANAGER, Verdict, Verdicts, desired_status, is_up_to_date,
+    lease::is_status,
+};
+
+/// How many objects are read and patched at once.
+const CONCURRENCY: usize = 8;
+
+type Key = (CrdKind, String, String);
+
+/// Writes status while this replica leads.
+pub(super) struct Writer {
+    client: kube::Client,
+    retry_every: Duration,
+    /// The verdicts known to be on their objects.
+    done: HashMap<Key, Verdict>,
+}
+
+/// What happened to one object.
+#[derive(Debug)]
+enum Outcome {
+    /// Patched.
+    Written,
+    /// Already right, gone, or superseded: nothing to retry.
+    Settled,
+    /// Not written; try again later.
+    Retry(kube::Error),
+    /// Not tried: leadership ended meanwhile.
+    NotLeader,
+}
+
+// === impl Writer ===
+
+impl Writer {
+    pub(super) fn new(client: kube::Client, retry_every: Duration) -> Self {
+        Self {
+            client,
+            retry_every,
+            done: HashMap::new(),
+        }
+    }
+
+    /// Writes while `leader` says so, on every verdict change, and retries
+    /// failed writes every `retry_every`. Never returns; the caller drops it.
+    pub(super) async fn run(
+        &mut self,
+        mut verdicts: watch::Receiver<Arc<Verdicts>>,
+        mut leader: watch::Receiver<bool>,
+    ) {
+        let mut verdicts_open = true;
+        loop {
+            let pending = if *leader.borrow_and_update() {
+                let current = verdicts.borrow_and_update().clone();
+                self.sync(&current, &leader).await
+            } else {
+                false
+            };
+            tokio::select! {
+                changed = verdicts.changed(), if verdicts_open => {
+                    // The source is gone: keep the last verdicts.
+                    verdicts_open = changed.is_ok();
+                }
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        // The elector stopped: we are shutting down.
+                        std::future::pending::<()>().await;
+                    }
+                    // A new term re-checks every object: someone else may
+                    // have written in between.
+                    self.done.clear();
+                }
+                () = tokio::time::sleep(self.retry_every), if pending => {}
+            }
+        }
+    }
+
+    /// Brings every object's status in line with `verdicts`; whether some
+    /// write must be retried.
+    async fn sync(&mut self, verdicts: &Verdicts, leader: &watch::Receiver<bool>) -> bool {
+        self.done.retain(|key, _| verdicts.contains_key(key));
+        // Owned work items: the stream's futures must not borrow (they
+        // run inside the spawned status task, which must be Send).
+        let todo: Vec<Verdict> = verdicts
+            .iter()
+            .filter(|(key, verdict)| self.done.get(*key) != Some(*verdict))
+            .map(|(_, verdict)| verdict.clone())
+            .collect();
+        if todo.is_empty() {
+            return false;
+        }
+        let mut outcomes = futures::stream::iter(todo)
+            .map(|verdict| {
+                let client = self.client.clone();
+                let leading = *leader.borrow();
+                async move {
+                    if !leading {
+                        return (verdict, Outcome::NotLeader);
+                    }
+                    let outcome = write(&client, &verdict).await;
+                    (verdict, outcome)
+                }
+            })
+            .buffer_unordered(CONCURRENCY);
+        let (mut written, mut failed) = (0usize, Vec::new());
+        while let Some((verdict, outcome)) = outcomes.next().await {
+            let key = (
+                verdict.kind,
+                verdict.namespace.clone(),
+                verdict.name.clone(),
+            );
+            match outcome {
+                Outcome::Written => {
+                    written += 1;
+                    self.done.insert(key, verdict);
+                }
+                Outcome::Settled => {
+                    self.done.insert(key, verdict);
+                }
+                Outcome::Retry(e) => failed.push(format!("{} {}/{}: {e}", key.0, key.1, key.2)),
+                Outcome::NotLeader => {}
+            }
+        }
+        if written > 0 {
+            tracing::debug!(written, "wrote status");
+        }
+        if let Some(first) = failed.first() {
+            tracing::warn!(
+                failed = failed.len(),
+                first = %first,
+                retry_in = ?self.retry_every,
+                "cannot write the status of some Braid objects; check the control plane's RBAC for their status subresource"
+            );
+        }
+        !failed.is_empty()
+    }
+}
+
+/// Reads the object of `verdict` and patches its status if needed.
+async fn write(client: &kube::Client, verdict: &Verdict) -> Outcome {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &verdict.namespace, &resource(verdict.kind));
+    let object = match api.get_opt(&verdict.name).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return Outcome::Settled,
+        Err(e) => return Outcome::Retry(e),
+    };
+    if let (Some(seen), Some(judged)) = (object.metadata.generation, verdict.generation)
+        && seen > judged
+    {
+        return Outcome::Settled;
+    }
+    let current: Option<CrdStatus> = object
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok());
+    let desired = desired_status(verdict, current.as_ref(), Timestamp::now());
+    if is_up_to_date(current.as_ref(), &desired) {
+        return Outcome::Settled;
+    }
+    let resource = resource(verdict.kind);
+    let patch = serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": verdict.name, "namespace": verdict.namespace},
+        "status": desired,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&verdict.name, &params, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => Outcome::Written,
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => {
+            tracing::debug!(kind = %verdict.kind, namespace = %verdict.namespace, name = %verdict.name, error = %e, "status not written");
+            Outcome::Settled
+        }
+        Err(e) => Outcome::Retry(e),
+    }
+}
+
+/// The API resource of `kind`.
+fn resource(kind: CrdKind) -> ApiResource {
+    match kind {
+        CrdKind::AuthorizationPolicy => ApiResource::erase::<braid_crd::AuthorizationPolicy>(&()),
+        CrdKind::PeerAuthentication => ApiResource::erase::<braid_crd::PeerAuthentication>(&()),
+    }
+}
