@@ -21,6 +21,7 @@ pub mod index;
 pub mod inject;
 pub mod metrics;
 pub mod modes;
+pub mod rootcerts;
 pub mod runtime;
 pub mod snapshot;
 pub mod source;

@@ -67,6 +67,8 @@ async fn a_pod_applied_in_a_sidecar_namespace_is_stored_injected() -> anyhow::Re
     let mut config = Config::for_kube_tests(&cluster.kubeconfig);
     config.ca_dir = Some(ca.path().to_path_buf());
     config.webhook_configuration = format!("braid-test-{ns}");
+    // Its own Lease: the leader publishes the root ConfigMaps.
+    config.pod_namespace = ns.clone();
     let control = ControlPlane::start(config.clone()).await?;
     let addr = control
         .webhook_addr()
@@ -134,6 +136,30 @@ spec:
         "{stored:#}"
     );
     assert_eq!(stored["spec"]["containers"][0]["name"], "app");
+
+    // The pod mounts ConfigMap braid-ca-root: the control plane publishes
+    // the mesh root in every namespace.
+    let root = std::fs::read_to_string(ca.path().join("root-cert.pem"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let published = cluster.kubectl(&[
+            "get",
+            "configmap",
+            "braid-ca-root",
+            "--namespace",
+            &ns,
+            "-o",
+            "jsonpath={.data.root-cert\\.pem}",
+        ]);
+        if published.as_deref().is_ok_and(|p| p.trim() == root.trim()) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ConfigMap braid-ca-root in {ns} does not hold the root: {published:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     drop(guard);
     control.shutdown().await;

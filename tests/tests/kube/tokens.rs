@@ -80,6 +80,7 @@ async fn service_account_tokens_get_exactly_their_identities() -> anyhow::Result
     let mut config = Config::for_kube_tests(&cluster.kubeconfig);
     config.ca_dir = Some(ca.path().to_path_buf());
     config.node_service_account = (ns.clone(), "node-proxy".into());
+    config.pod_namespace = ns.clone();
     let control = ControlPlane::start(config).await?;
     let id = |sa: &str| format!("spiffe://cluster.local/ns/{ns}/sa/{sa}");
     let bound = |pod: &str| {

@@ -85,6 +85,7 @@ impl Opened {
                     config.pod_namespace.clone(),
                 );
                 let _ = metrics.leader.set(status.is_leader.clone());
+                let leader = status.is_leader.clone();
                 let mut verdicts = source.verdicts();
                 let (verdicts_tx, verdicts_rx) = watch::channel(Arc::new(
                     crate::status::from_source(&verdicts.borrow_and_update()),
@@ -106,6 +107,12 @@ impl Opened {
                     )),
                 ];
                 if let Some(ca) = ca {
+                    tasks.push(tokio::spawn(crate::rootcerts::run(
+                        client.clone(),
+                        ca.trust_bundle().to_pem(),
+                        leader,
+                        shutdown.clone(),
+                    )));
                     tasks.push(tokio::spawn(crate::inject::register::run(
                         client,
                         config.webhook_configuration.clone(),
