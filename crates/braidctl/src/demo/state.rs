@@ -218,6 +218,8 @@ impl Owned {
             first_error.get_or_insert(anyhow::anyhow!("cannot remove {}: {e}", self.dir.display()));
         }
         let _ = std::fs::remove_file(Path::new(STATE_DIR).join("state.json"));
+        // Only if empty: a kept working directory stays.
+        let _ = std::fs::remove_dir(STATE_DIR);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

@@ -89,15 +89,23 @@ impl Screen {
             "\x1b[1mBraid demo\x1b[0m  {header}   (Ctrl-C stops and cleans up)\n"
         );
         let _ = writeln!(out, "live, last {}s:\n{table}", LIVE_WINDOW.as_secs());
-        let (rows_left, _) = terminal_room();
-        let keep = rows_left.saturating_sub(table.lines().count() + 5);
-        // Start at the beginning of a block, not in the middle of a row.
-        let tail = &self.log[self.log.len().saturating_sub(keep)..];
-        let start = tail
+        // The log gets the rows the table leaves (long lines wrap), from a
+        // block's first line, not mid-row.
+        let (rows, cols) = terminal_room();
+        let height = |l: &str| l.chars().count().div_ceil(cols).max(1);
+        let used: usize = table.lines().map(height).sum();
+        let mut budget = rows.saturating_sub(used + 5);
+        let mut start = self.log.len();
+        while start > 0 && height(&self.log[start - 1]) <= budget {
+            budget -= height(&self.log[start - 1]);
+            start -= 1;
+        }
+        let tail = &self.log[start..];
+        let skip = tail
             .iter()
             .position(|l| !l.starts_with(' '))
             .unwrap_or(tail.len());
-        for line in &tail[start..] {
+        for line in &tail[skip..] {
             let _ = writeln!(out, "{line}");
         }
         let mut stdout = std::io::stdout().lock();
@@ -165,13 +173,12 @@ pub(crate) fn ms(d: Option<Duration>) -> String {
     )
 }
 
-/// The terminal's rows and columns (from `LINES`/`COLUMNS`, else 40×120).
+/// The terminal's rows and columns (40×120 if stdout is no terminal).
 fn terminal_room() -> (usize, usize) {
-    let get = |var: &str, default| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    (get("LINES", 40), get("COLUMNS", 120))
+    match rustix::termios::tcgetwinsize(std::io::stdout()) {
+        Ok(size) if size.ws_row > 0 && size.ws_col > 0 => {
+            (usize::from(size.ws_row), usize::from(size.ws_col))
+        }
+        _ => (40, 120),
+    }
 }
