@@ -29,6 +29,9 @@ pub(crate) struct Args {
 
 /// Builds, then execs the demo; returns only on failure.
 pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
+    // As root, what the demo needs (ip, iptables) is installed from Debian
+    // when missing; otherwise the demo itself says what to install.
+    crate::test::ensure_network_tools()?;
     eprintln!("xtask demo: building the release binaries (the first build takes a few minutes)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)

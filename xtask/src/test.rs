@@ -150,7 +150,7 @@ fn ensure_go() -> anyhow::Result<()> {
 /// The network-namespace tests need `ip` (iproute2), `iptables-restore` and
 /// `ip6tables-restore` (iptables); installed from Debian when missing (as
 /// root). Without root those tests skip themselves, so nothing is needed.
-fn ensure_network_tools() -> anyhow::Result<()> {
+pub(crate) fn ensure_network_tools() -> anyhow::Result<()> {
     let missing: Vec<&str> = [("ip", "iproute2"), ("iptables-restore", "iptables")]
         .into_iter()
         .filter(|(program, _)| !which(program))
