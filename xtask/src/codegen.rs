@@ -44,13 +44,18 @@ enum Drift {
 
 /// Runs the command against the workspace at `root`.
 pub(crate) fn run(args: &Args, root: &Path) -> Result<()> {
-    let dir = root.join(CRD_DIR);
-    let files = render_crds()?;
-    if args.check {
-        check(&dir, &files)
-    } else {
-        write(&dir, &files)
+    let sets = [
+        (root.join(CRD_DIR), render_crds()?),
+        (root.join(reference::DIR), reference::render(root)?),
+    ];
+    for (dir, files) in &sets {
+        if args.check {
+            check(dir, files)?;
+        } else {
+            write(dir, files)?;
+        }
     }
+    Ok(())
 }
 
 /// File name → contents for every CRD.
@@ -163,9 +168,12 @@ fn find_drift(dir: &Path, files: &BTreeMap<String, String>) -> Result<Vec<Drift>
     Ok(drift)
 }
 
-/// Whether `path` is a file codegen wrote (starts with [`HEADER`]).
+/// Whether `path` is a file codegen wrote (starts with [`HEADER`] or the
+/// reference pages' header).
 fn is_generated(path: &Path) -> bool {
-    path.is_file() && fs::read_to_string(path).is_ok_and(|s| s.starts_with(HEADER))
+    path.is_file()
+        && fs::read_to_string(path)
+            .is_ok_and(|s| s.starts_with(HEADER) || s.starts_with(reference::HEADER))
 }
 
 /// `path` relative to the workspace root when it is inside it.
@@ -182,6 +190,8 @@ fn file_name(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+mod reference;
 
 #[cfg(test)]
 mod tests;

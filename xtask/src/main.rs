@@ -31,6 +31,7 @@ use std::{
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod book;
 mod cluster;
 mod codegen;
 mod demo;

@@ -63,6 +63,7 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     step("codegen --check", &mut || {
         crate::codegen::run(&crate::codegen::Args { check: true }, root)
     })?;
+    step("mdbook build", &mut || crate::book::build(root))?;
     // One real API server for the whole run (test tier 4); stopped by PID
     // whatever the tests do.
     let kube_dir = std::env::temp_dir().join(format!("braid-test-kube-{}", std::process::id()));
