@@ -6,55 +6,36 @@
 //! pod whose spec changes (a restart with or without a sidecar) is deleted
 //! and created again, as a rollout would.
 
-use std::{
-    collections::BTreeMap,
-    io::Write as _,
-    path::PathBuf,
-    process::{Command, Stdio},
-    sync::Mutex,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
 use super::NAMESPACES;
+
+/// The kube tier's harness: the shared cluster and its kubectl.
+#[path = "../kube/support.rs"]
+mod api;
 
 /// A test API server (`cargo xtask test` exports where it is).
 pub struct ApiServer {
     /// Its admin kubeconfig.
     pub kubeconfig: PathBuf,
-    kubectl: PathBuf,
+    cluster: &'static api::Cluster,
     /// What each "file" applied, to delete it again.
     applied: Mutex<BTreeMap<String, String>>,
 }
 
 impl ApiServer {
     /// The API server of `BRAID_TEST_KUBECONFIG`, with the Braid CRDs
-    /// installed; `None` when there is none.
+    /// installed; `None` when there is none (a failure under `CI=true`).
     pub fn from_env() -> Option<Self> {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        let cluster = api::cluster()?;
+        cluster
+            .install_crds()
+            .unwrap_or_else(|e| panic!("installing the CRDs: {e:#}"));
         let server = Self {
-            kubeconfig: var("BRAID_TEST_KUBECONFIG")?.into(),
-            kubectl: var("BRAID_TEST_KUBECTL")?.into(),
+            kubeconfig: cluster.kubeconfig.clone(),
+            cluster,
             applied: Mutex::new(BTreeMap::new()),
         };
-        let crds = super::repo_root().join("manifests/crds");
-        let crds = crds.to_string_lossy();
-        server
-            .kubectl(
-                &["apply", "--server-side", "--force-conflicts", "-f", &crds],
-                None,
-            )
-            .and_then(|_| {
-                server.kubectl(
-                    &[
-                        "wait",
-                        "--for=condition=Established",
-                        "--timeout=60s",
-                        "-f",
-                        &crds,
-                    ],
-                    None,
-                )
-            })
-            .unwrap_or_else(|e| panic!("installing the CRDs: {e}"));
         // The proxy-token Secrets live in braid-system.
         server.apply_objects("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: braid-system\n");
         Some(server)
@@ -177,27 +158,10 @@ impl ApiServer {
     }
 
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.kubectl.display()))?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+        match stdin {
+            Some(text) => self.cluster.kubectl_stdin(args, text),
+            None => self.cluster.kubectl(args),
         }
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        .map_err(|e| format!("{e:#}"))
     }
 }
