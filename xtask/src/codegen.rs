@@ -1,6 +1,7 @@
 //! `cargo xtask codegen`: renders every CRD of `braid_crd::all_crds()` to
 //! `manifests/crds/<plural>.<group>.yaml`, plus the kustomize file
-//! `Kustomization` that lists them.
+//! `Kustomization` that lists them, and the book's generated reference pages
+//! (`book/src/reference/generated/`: CLI, CRD fields, metrics, ports).
 //!
 //! Without `--check` it makes the directory match: writes changed files and
 //! removes stale generated ones. With `--check` it only compares, and fails
@@ -191,6 +192,7 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+mod catalog;
 mod reference;
 
 #[cfg(test)]

@@ -81,8 +81,9 @@ pub const TOKEN_DIR: &str = "/var/run/braid/token";
 /// User id of the proxy; the redirect rules never capture its traffic.
 pub const PROXY_UID: i64 = 1337;
 
-/// Port of the proxy's readiness endpoint (`/healthz/ready`).
-pub const READINESS_PORT: i32 = 15021;
+/// Port of the proxy's readiness endpoint (`/healthz/ready`); `i32` because
+/// probes take an `IntOrString` (a `u16` always fits).
+pub const READINESS_PORT: i32 = braid_model::catalog::ports::PROXY_READINESS.number as i32;
 
 /// What the injector adds, from the control plane's flags.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -5,6 +5,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
+use braid_model::catalog::{Metric, metrics as catalog};
+
 use crate::snapshot::{ResourceType, Snapshot};
 
 /// Control-plane counters and gauges.
@@ -39,85 +41,51 @@ impl Metrics {
         }
     }
 
-    /// Renders every metric; `config_errors` is read at scrape time.
+    /// Renders every metric; `config_errors` is read at scrape time. Names,
+    /// help and types come from [`braid_model::catalog::metrics`].
     pub fn render(&self, config_errors: usize) -> String {
         let counter = |c: &AtomicU64| c.load(Relaxed);
-        let scalars: [(&str, &str, &str, u64); 8] = [
+        let mut scalars: Vec<(&Metric, u64)> = vec![
             (
-                "braid_control_snapshot_version",
-                "gauge",
-                "Version of the newest published configuration.",
+                &catalog::CONTROL_SNAPSHOT_VERSION,
                 counter(&self.snapshot_version),
             ),
             (
-                "braid_control_connected_proxies",
-                "gauge",
-                "xDS streams currently open.",
+                &catalog::CONTROL_CONNECTED_PROXIES,
                 counter(&self.connected),
             ),
+            (&catalog::CONTROL_XDS_PUSHES, counter(&self.pushes)),
             (
-                "braid_control_xds_pushes_total",
-                "counter",
-                "xDS responses sent.",
-                counter(&self.pushes),
-            ),
-            (
-                "braid_control_xds_resources_sent_total",
-                "counter",
-                "Resources sent in xDS responses.",
+                &catalog::CONTROL_XDS_RESOURCES_SENT,
                 counter(&self.resources_sent),
             ),
-            (
-                "braid_control_xds_acks_total",
-                "counter",
-                "ACKs received.",
-                counter(&self.acks),
-            ),
-            (
-                "braid_control_xds_nacks_total",
-                "counter",
-                "NACKs received.",
-                counter(&self.nacks),
-            ),
-            (
-                "braid_control_config_scans_total",
-                "counter",
-                "Rescans of the configuration directory (one per settled burst of file events).",
-                counter(&self.config_scans),
-            ),
-            (
-                "braid_control_config_errors",
-                "gauge",
-                "Configuration documents currently rejected.",
-                config_errors as u64,
-            ),
+            (&catalog::CONTROL_XDS_ACKS, counter(&self.acks)),
+            (&catalog::CONTROL_XDS_NACKS, counter(&self.nacks)),
+            (&catalog::CONTROL_CONFIG_SCANS, counter(&self.config_scans)),
+            (&catalog::CONTROL_CONFIG_ERRORS, config_errors as u64),
         ];
-        let mut out = String::new();
-        for (name, kind, help, value) in scalars {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
         if let Some(leader) = self.leader.get() {
-            let _ = writeln!(
-                out,
-                "# HELP braid_control_leader 1 while this replica holds the Lease and writes CRD status.\n# TYPE braid_control_leader gauge\nbraid_control_leader {}",
-                u8::from(leader.load(Relaxed))
-            );
+            scalars.push((&catalog::CONTROL_LEADER, u64::from(leader.load(Relaxed))));
         }
-        let _ = writeln!(
-            out,
-            "# HELP braid_control_resources Resources in the current configuration.\n# TYPE braid_control_resources gauge"
-        );
+        let mut out = String::new();
+        for (metric, value) in scalars {
+            out.push_str(&metric.header());
+            let _ = writeln!(out, "{} {value}", metric.name);
+        }
+        let resources = &catalog::CONTROL_RESOURCES;
+        out.push_str(&resources.header());
         for ty in ResourceType::ALL {
             let short = braid_api::type_url::short_name(ty.type_url()).unwrap_or("unknown");
             let _ = writeln!(
                 out,
-                "braid_control_resources{{type=\"{short}\"}} {}",
+                "{}{{type=\"{short}\"}} {}",
+                resources.name,
                 self.resources[ty as usize].load(Relaxed)
             );
         }
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,9 @@
 //! This crate is pure: no I/O, no Kubernetes client, no gRPC. Wire types
 //! (protobuf) convert to and from these types in `braid-api`; CRDs convert into
 //! them in `braid-crd`.
+//!
+//! [`catalog`] lists every port Braid binds and every metric it exposes, for
+//! the code and for the generated reference pages.
 
 mod ids;
 mod mode;
@@ -15,6 +18,7 @@ mod policy;
 mod service;
 mod workload;
 
+pub mod catalog;
 pub mod k8s;
 pub mod names;
 

@@ -270,18 +270,28 @@ pub(crate) fn certificates_json(certs: &CertificateManager) -> serde_json::Value
 
 /// `braid_certificate_expiry_seconds` for every held certificate.
 pub(crate) fn certificate_gauges(certs: &CertificateManager) -> String {
-    let mut out = String::from(
-        "# HELP braid_certificate_expiry_seconds When each held certificate expires (Unix time).\n\
-         # TYPE braid_certificate_expiry_seconds gauge\n",
-    );
-    for status in certs.status() {
-        if let Some(expiry) = status.not_after {
-            out.push_str(&format!(
-                "braid_certificate_expiry_seconds{{identity=\"{}\"}} {}\n",
-                crate::telemetry::escape(status.id.as_str()),
-                unix_seconds(expiry)
-            ));
-        }
+    let expiries: Vec<(String, u64)> = certs
+        .status()
+        .into_iter()
+        .filter_map(|status| {
+            let expiry = status.not_after?;
+            Some((status.id.as_str().to_string(), unix_seconds(expiry)))
+        })
+        .collect();
+    render_certificate_expiry(&expiries)
+}
+
+/// The `braid_certificate_expiry_seconds` family for (identity, expiry as
+/// Unix seconds) pairs.
+pub(crate) fn render_certificate_expiry(expiries: &[(String, u64)]) -> String {
+    let metric = &braid_model::catalog::metrics::CERTIFICATE_EXPIRY;
+    let mut out = metric.header();
+    for (identity, expiry) in expiries {
+        out.push_str(&format!(
+            "{}{{identity=\"{}\"}} {expiry}\n",
+            metric.name,
+            crate::telemetry::escape(identity),
+        ));
     }
     out
 }
@@ -298,3 +308,6 @@ pub(crate) fn state_json(state: &ProxyState) -> serde_json::Value {
         "peer_authentications": refs(&state.peer_authentications()),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,7 @@ pub use splice::splice;
 pub use stream::HboneStream;
 
 /// The port a proxy accepts HBONE on.
-pub const DEFAULT_PORT: u16 = 15008;
+pub const DEFAULT_PORT: u16 = braid_model::catalog::ports::HBONE.number;
 
 /// Bytes read from an HBONE connection's socket at once. TLS takes a few
 /// KiB per read; buffering underneath turns that into one large read

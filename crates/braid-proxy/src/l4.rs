@@ -17,9 +17,9 @@ pub(crate) mod upstream;
 pub(crate) use pod::PodContext;
 
 /// Where captured outbound traffic lands.
-pub const OUTBOUND_PORT: u16 = 15001;
+pub const OUTBOUND_PORT: u16 = braid_model::catalog::ports::OUTBOUND.number;
 /// Where captured plaintext inbound traffic lands.
-pub const INBOUND_PLAINTEXT_PORT: u16 = 15006;
+pub const INBOUND_PLAINTEXT_PORT: u16 = braid_model::catalog::ports::INBOUND_PLAINTEXT.number;
 
 /// A pod's three listeners, bound and not yet served.
 pub(crate) struct Listeners {

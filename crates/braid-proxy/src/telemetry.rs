@@ -19,7 +19,10 @@ use std::{
     time::Instant,
 };
 
-use braid_model::Workload;
+use braid_model::{
+    Workload,
+    catalog::{Metric, metrics as catalog},
+};
 use dashmap::DashMap;
 
 mod counted;
@@ -61,8 +64,8 @@ pub struct Labels {
     pub mtls: bool,
 }
 
-/// A counter's name, help text and how to read it from [`Counters`].
-type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
+/// A counter family and how to read it from [`Counters`].
+type Counter = (&'static Metric, fn(&Counters) -> u64);
 
 /// Counters of one series.
 #[derive(Debug, Default)]
@@ -168,38 +171,27 @@ impl Metrics {
         series.sort_by_cached_key(|(l, _)| render_labels(l));
         let mut out = String::new();
         let metrics: [Counter; 5] = [
-            (
-                "braid_tcp_connections_opened_total",
-                "TCP connections opened (allowed).",
-                |c| c.opened.load(Ordering::Relaxed),
-            ),
-            (
-                "braid_tcp_connections_closed_total",
-                "TCP connections closed.",
-                |c| c.closed.load(Ordering::Relaxed),
-            ),
-            (
-                "braid_tcp_connections_denied_total",
-                "TCP connections refused by policy or mTLS mode.",
-                |c| c.denied.load(Ordering::Relaxed),
-            ),
-            (
-                "braid_tcp_sent_bytes_total",
-                "Bytes sent from source to destination, counted when a connection closes.",
-                |c| c.sent.load(Ordering::Relaxed),
-            ),
-            (
-                "braid_tcp_received_bytes_total",
-                "Bytes sent back from destination to source, counted when a connection closes.",
-                |c| c.received.load(Ordering::Relaxed),
-            ),
+            (&catalog::TCP_CONNECTIONS_OPENED, |c| {
+                c.opened.load(Ordering::Relaxed)
+            }),
+            (&catalog::TCP_CONNECTIONS_CLOSED, |c| {
+                c.closed.load(Ordering::Relaxed)
+            }),
+            (&catalog::TCP_CONNECTIONS_DENIED, |c| {
+                c.denied.load(Ordering::Relaxed)
+            }),
+            (&catalog::TCP_SENT_BYTES, |c| c.sent.load(Ordering::Relaxed)),
+            (&catalog::TCP_RECEIVED_BYTES, |c| {
+                c.received.load(Ordering::Relaxed)
+            }),
         ];
-        for (name, help, value) in metrics {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (metric, value) in metrics {
+            out.push_str(&metric.header());
             for (labels, counters) in &series {
                 let _ = writeln!(
                     out,
-                    "{name}{{{}}} {}",
+                    "{}{{{}}} {}",
+                    metric.name,
                     render_labels(labels),
                     value(counters)
                 );

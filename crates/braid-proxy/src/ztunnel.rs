@@ -169,10 +169,8 @@ impl AdminView for View {
 
     fn metrics(&self) -> String {
         let extra = format!(
-            "# HELP braid_ztunnel_captured_pods Pods this ztunnel captures.\n\
-             # TYPE braid_ztunnel_captured_pods gauge\n\
-             braid_ztunnel_captured_pods {}\n{}",
-            self.pods.len(),
+            "{}{}",
+            captured_pods_gauge(self.pods.len()),
             common::certificate_gauges(&self.certs)
         );
         self.metrics.render(&extra)
@@ -181,4 +179,10 @@ impl AdminView for View {
     fn ready(&self) -> Result<(), String> {
         common::xds_ready(&self.xds)
     }
+}
+
+/// The `braid_ztunnel_captured_pods` family.
+pub(crate) fn captured_pods_gauge(pods: usize) -> String {
+    let metric = &braid_model::catalog::metrics::ZTUNNEL_CAPTURED_PODS;
+    format!("{}{} {pods}\n", metric.header(), metric.name)
 }

@@ -3,7 +3,9 @@
 //! * `cli.md`: every command's `--help`, taken from the built binaries
 //!   themselves (so it is clap's own text, flags, defaults and env vars);
 //! * `crd-fields.md`: every field of every Braid CRD, from the schemas
-//!   `braid_crd::all_crds()` generates (type, validation, description).
+//!   `braid_crd::all_crds()` generates (type, validation, description);
+//! * `metrics.md` and `ports.md`: from `braid_model::catalog` (see
+//!   [`super::catalog`]).
 //!
 //! `cargo xtask codegen --check` fails when they drift from the code.
 
@@ -26,6 +28,7 @@ pub(crate) fn render(root: &Path) -> Result<BTreeMap<String, String>> {
     let mut files = BTreeMap::new();
     files.insert("cli.md".to_string(), cli(root)?);
     files.insert("crd-fields.md".to_string(), crd_fields()?);
+    files.extend(super::catalog::render());
     Ok(files)
 }
 

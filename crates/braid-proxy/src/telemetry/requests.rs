@@ -14,6 +14,8 @@ use std::{
     time::Duration,
 };
 
+use braid_model::catalog::metrics as catalog;
+
 use super::{Labels, Metrics, direction, render_labels};
 
 /// Upper bounds of the duration histogram's buckets, in seconds: fine below
@@ -93,11 +95,8 @@ impl Metrics {
             return;
         }
         series.sort_by(|a, b| a.0.cmp(&b.0));
-        let total = "braid_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {total} HTTP requests proxied, by response code.\n# TYPE {total} counter"
-        );
+        let total = catalog::REQUESTS.name;
+        out.push_str(&catalog::REQUESTS.header());
         for (labels, c) in &series {
             let _ = writeln!(
                 out,
@@ -105,11 +104,8 @@ impl Metrics {
                 c.count.load(Ordering::Relaxed)
             );
         }
-        let hist = "braid_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {hist} Time from a request's arrival until its response ended.\n# TYPE {hist} histogram"
-        );
+        let hist = catalog::REQUEST_DURATION.name;
+        out.push_str(&catalog::REQUEST_DURATION.header());
         for (labels, c) in &series {
             let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&c.buckets) {

@@ -1,3 +1,5 @@
+use braid_model::catalog::{Component, check_exposition};
+
 use super::*;
 
 fn labels(mtls: bool) -> Labels {
@@ -114,4 +116,64 @@ fn no_request_series_without_requests() {
             .render("")
             .contains("braid_requests_total")
     );
+}
+
+/// A proxy's metrics with connections allowed, closed and denied, and (for
+/// a sidecar, the only composition that proxies HTTP) requests.
+fn populated(http: bool) -> Metrics {
+    let metrics = Metrics::default();
+    metrics
+        .open(labels(true))
+        .finish("198.18.0.1:4000", "198.18.0.2:9090", 10, 20);
+    metrics.deny(
+        labels(false),
+        "198.18.0.3:5000",
+        "198.18.0.2:9090",
+        "STRICT",
+    );
+    if http {
+        let l = labels(true);
+        metrics.request(&RequestRecord {
+            labels: &l,
+            status: 200,
+            duration: std::time::Duration::from_millis(3),
+            method: "GET",
+            authority: "api.inventory:80",
+            path: "/",
+            protocol: "HTTP/1.1",
+            client: "198.18.0.1:4000",
+            upstream: "198.18.0.2:8080",
+            error: "",
+        });
+    }
+    metrics
+}
+
+fn certificates() -> String {
+    crate::common::render_certificate_expiry(&[(
+        "spiffe://cluster.local/ns/shop/sa/web".into(),
+        1_800_000_000,
+    )])
+}
+
+#[test]
+fn a_ztunnel_serves_exactly_the_catalogs_ztunnel_metrics() {
+    // What `ztunnel::View::metrics` serves, with its gauges populated.
+    let extra = format!(
+        "{}{}",
+        crate::ztunnel::captured_pods_gauge(2),
+        certificates()
+    );
+    let text = populated(false).render(&extra);
+    let problems = check_exposition(&text, Component::Ztunnel);
+    assert!(problems.is_empty(), "{problems:#?}\n{text}");
+    assert!(text.contains("braid_ztunnel_captured_pods 2\n"), "{text}");
+}
+
+#[test]
+fn a_sidecar_serves_exactly_the_catalogs_sidecar_metrics() {
+    // What `sidecar::View::metrics` serves, with requests recorded.
+    let text = populated(true).render(&certificates());
+    let problems = check_exposition(&text, Component::Sidecar);
+    assert!(problems.is_empty(), "{problems:#?}\n{text}");
 }
