@@ -77,6 +77,13 @@ pub struct Settings {
     pub keepalive_timeout: Duration,
     /// How long a pooled connection without streams is kept.
     pub idle_timeout: Duration,
+    /// How long a dial that the proxy's port refuses is retried (with
+    /// backoff) before it fails. A pod that just became ambient is told to
+    /// every proxy at the moment its node agent starts capturing it, so its
+    /// `:15008` may refuse for a few milliseconds; retrying briefly turns
+    /// that race into a short delay instead of a failed connection. Never
+    /// falls back to plaintext.
+    pub refused_retry: Duration,
 }
 
 // === impl Settings ===
@@ -92,6 +99,7 @@ impl Default for Settings {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
+            refused_retry: Duration::from_secs(1),
         }
     }
 }

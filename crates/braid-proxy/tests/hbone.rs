@@ -310,6 +310,38 @@ async fn a_target_nobody_listens_on_is_503() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pod that just became ambient is announced to every proxy as its node
+/// agent starts capturing it: its `:15008` refuses for a moment, and a
+/// tunnel opened then waits for it instead of failing.
+#[tokio::test]
+async fn a_proxy_port_that_opens_moments_later_is_reached() -> anyhow::Result<()> {
+    let backend = echo_backend().await?;
+    let mesh = Mesh::start(Settings::default(), None).await?;
+    // A port that refuses until a relay to the real proxy binds it.
+    let late = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    let proxy = mesh.proxy;
+    let relay = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let listener = TcpListener::bind(late).await?;
+        let (mut downstream, _) = listener.accept().await?;
+        let mut upstream = TcpStream::connect(proxy).await?;
+        tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await?;
+        anyhow::Ok(())
+    });
+    let connect = mesh
+        .pool
+        .connect(&mesh.client, late, &mesh.server_id, backend);
+    let mut stream = within("connect through the late port", connect).await?;
+    assert_eq!(
+        within("exchange", exchange(&mut stream, b"late")).await?,
+        b"latebye"
+    );
+    drop(stream);
+    drop(mesh);
+    relay.abort();
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_proxy_nobody_listens_on_is_a_retryable_connect_error() -> anyhow::Result<()> {
     let mesh = Mesh::start(Settings::default(), None).await?;

@@ -17,7 +17,11 @@ use h2::{
     Ping, PingPong,
     client::{Connection, SendRequest},
 };
-use tokio::{io::BufReader, net::TcpStream, time::timeout};
+use tokio::{
+    io::BufReader,
+    net::TcpStream,
+    time::{Instant, timeout},
+};
 use tokio_rustls::{TlsConnector, client::TlsStream, rustls::pki_types::ServerName};
 
 use super::{
@@ -121,6 +125,38 @@ pub(super) async fn dial(
     Ok(Conn { id, send, state })
 }
 
+/// Connects to `proxy`, retrying a refused connection with doubling pauses
+/// (10 ms first) until `retry` has passed (see [`Settings::refused_retry`]);
+/// any other error fails at once.
+async fn connect_tcp(
+    dial: &dyn Dial,
+    proxy: SocketAddr,
+    retry: Duration,
+) -> Result<TcpStream, Error> {
+    let give_up = Instant::now() + retry;
+    let mut pause = Duration::from_millis(10);
+    let mut attempts = 1u32;
+    loop {
+        match dial.connect(proxy).await {
+            Ok(tcp) => {
+                if attempts > 1 {
+                    tracing::debug!(%proxy, attempts, "HBONE port accepted after refusals");
+                }
+                return Ok(tcp);
+            }
+            Err(source)
+                if source.kind() == io::ErrorKind::ConnectionRefused
+                    && Instant::now() + pause <= give_up =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+                attempts += 1;
+            }
+            Err(source) => return Err(Error::Connect { proxy, source }),
+        }
+    }
+}
+
 /// TCP, TLS and HTTP/2, then a ping round trip: TLS 1.3 tells a client
 /// that the server refused its certificate only after the client's side of
 /// the handshake is done, and the answer also brings the server's settings
@@ -131,10 +167,7 @@ async fn handshake(
     proxy: SocketAddr,
     s: &Settings,
 ) -> Result<(SendRequest<Bytes>, H2Connection, Option<PingPong>), Error> {
-    let tcp = dial
-        .connect(proxy)
-        .await
-        .map_err(|source| Error::Connect { proxy, source })?;
+    let tcp = connect_tcp(dial, proxy, s.refused_retry).await?;
     let _ = tcp.set_nodelay(true);
     // The name is not verified (SPIFFE certificates carry none); the
     // expected identity is, by the configuration.
