@@ -68,6 +68,20 @@ mod tests {
     }
 
     #[test]
+    fn a_default_address_is_checked_against_its_port() {
+        let admin = &ports::PROXY_ADMIN;
+        assert!(admin.localhost_only);
+        assert_eq!(
+            admin.check_default(([127, 0, 0, 1], admin.number).into()),
+            Ok(())
+        );
+        let open = admin.check_default(([0, 0, 0, 0], admin.number).into());
+        assert!(open.is_err_and(|e| e.contains("localhost-only")));
+        let moved = admin.check_default(([127, 0, 0, 1], 9999).into());
+        assert!(moved.is_err_and(|e| e.contains("9999")));
+    }
+
+    #[test]
     fn every_port_and_metric_names_a_component() {
         for port in ports::ALL {
             assert!(!port.components.is_empty(), "port {}", port.number);

@@ -26,6 +26,32 @@ pub struct Port {
     pub localhost_only: bool,
 }
 
+// === impl Port ===
+
+impl Port {
+    /// Whether `addr`, a listener's default address, is this port as the
+    /// catalog describes it: the same number, on loopback exactly when the
+    /// port is localhost-only. The error says what differs.
+    pub fn check_default(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+        if addr.port() != self.number {
+            return Err(format!(
+                "{} ({:?}) defaults to port {}, the catalog says {}",
+                self.name,
+                self.flag,
+                addr.port(),
+                self.number
+            ));
+        }
+        if addr.ip().is_loopback() != self.localhost_only {
+            return Err(format!(
+                "{} binds {addr}, but the catalog says localhost-only is {}",
+                self.name, self.localhost_only
+            ));
+        }
+        Ok(())
+    }
+}
+
 const PROXIES: &[Component] = &[Component::Ztunnel, Component::Sidecar];
 const CONTROL: &[Component] = &[Component::ControlPlane];
 
