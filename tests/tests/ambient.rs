@@ -24,11 +24,17 @@
 //! 4. node-b's ztunnel is SIGKILLed (traffic to api fails closed) and started
 //!    again; the agent replays the pod and traffic recovers.
 //! 5. CNI DEL releases a pod: listeners gone, its traffic no longer captured.
-//! 6. A pod labelled `braid.dev/mode: none` is released.
+//! 6. A pod labelled `braid.dev/mode: none` is released; removing the label
+//!    captures it again, in place.
 //! 7. The `orders` namespace switches sidecar → ambient → sidecar while the
 //!    ambient client loops connections to its pod: none fails, a running
 //!    sidecar keeps serving until the pod restarts, and after each restart
 //!    the pod's :15008 belongs to the proxy its mode asks for.
+//! 8. A running pod in mode none (`late`, its own namespace, added now)
+//!    whose namespace turns ambient is captured in place, without a restart
+//!    or any CNI call, while an ambient pod loops connections to it: none
+//!    fails, and traffic to it then arrives over HBONE with the caller's
+//!    identity.
 //!
 //! Needs root (namespaces, iptables): skipped with a message otherwise, unless
 //! `CI=true`. The test first runs `cargo build -p braid-control -p
@@ -53,9 +59,10 @@ use std::time::{Duration, Instant};
 
 use braid_capture::testing::require_root;
 use support::{
-    Cluster, EchoConn, Looper, PODS, WEB_VIP, allow_principal, base_config, deny_from_namespace,
-    echo, established, eventually, has_ip, http_get, listener_pid, listening_ports,
-    namespaces_yaml, parse_ss, peer_authentication, pod_def, refused,
+    Cluster, EchoConn, EchoServer, LATE, Looper, PODS, WEB_VIP, allow_principal, base_config,
+    deny_from_namespace, echo, established, eventually, has_ip, http_get, listener_pid,
+    listening_ports, namespace_yaml, namespaces_yaml, parse_ss, peer_authentication, pod_def,
+    pod_document, refused,
 };
 
 /// First traffic: certificates, xDS and the hand-off all have to happen.
@@ -69,6 +76,10 @@ const DENY_FILE: &str = "inventory-deny-shop.yaml";
 const ALLOW_FILE: &str = "inventory-allow-client.yaml";
 const CLIENT_ID: &str = "spiffe://cluster.local/ns/shop/sa/client";
 const STRICT_FILE: &str = "inventory-strict.yaml";
+const LATE_NAMESPACE_FILE: &str = "late-namespace.yaml";
+const LATE_POD_FILE: &str = "late-pod.yaml";
+const LATE_ALLOW_FILE: &str = "late-allow-api.yaml";
+const API_ID: &str = "spiffe://cluster.local/ns/inventory/sa/api";
 
 #[test]
 fn ambient_mesh_end_to_end() {
@@ -128,6 +139,10 @@ fn ambient_mesh_end_to_end() {
     a_namespace_switches_modes_under_load(&mut c);
     step("7: orders sidecar -> ambient -> sidecar under load", t);
 
+    let t = Instant::now();
+    a_running_pod_turns_ambient_in_place(&mut c);
+    step("8: late none -> ambient in place, under load", t);
+
     c.assert_processes();
     drop(c);
     step("total", started);
@@ -159,6 +174,9 @@ fn ambient_mesh_end_to_end() {
     let t = Instant::now();
     a_namespace_switches_modes_under_load(&mut c);
     step("kube 7: orders sidecar -> ambient -> sidecar under load", t);
+    let t = Instant::now();
+    a_running_pod_turns_ambient_in_place(&mut c);
+    step("kube 8: late none -> ambient in place, under load", t);
     c.assert_processes();
     if let Some(api) = &c.kube {
         api.clean_up();
@@ -407,7 +425,7 @@ fn telemetry_shows_identities(c: &Cluster) {
             .unwrap_or_else(|| panic!("node {name}"))
     };
     let (node_a, node_b) = (node("node-a"), node("node-b"));
-    let api = "spiffe://cluster.local/ns/inventory/sa/api";
+    let api = API_ID;
     let series = |direction: &str, source: &str, destination: &str, mtls: bool| {
         format!(
             "direction=\"{direction}\",{source},destination_workload=\"api\",\
@@ -528,9 +546,105 @@ fn a_label_switch_to_none_releases_the_pod(c: &mut Cluster) {
         seen.iter().any(|(_, peer)| *peer == local),
         "legacy must see web's own socket {local} (uncaptured): {seen:?}"
     );
-    // Switching back does not recapture a running pod: the agent learns of
-    // pods only through CNI ADD (documented). Restore the file for tidiness.
+    // Removing the label again captures the running pod in place: the
+    // agent kept its record, uncaptured.
     c.write_config("pods.yaml", &pods);
+    let ztunnel = c.ztunnel_pid("node-a");
+    let (_, took) = eventually(
+        "the agent to capture web again after its label was removed",
+        Duration::from_secs(10),
+        || match listener_pid(&web, 15008) {
+            serving if serving.is_some() && serving == ztunnel => Ok(()),
+            serving => Err(format!(":15008 in web belongs to {serving:?}")),
+        },
+    );
+    eprintln!("ambient e2e:   web captured again after {took:?}");
+    eventually(
+        "web -> api after web was captured again",
+        Duration::from_secs(10),
+        || echo(&web, pod_def("api").echo_addr()).map_err(|e| e.to_string()),
+    );
+}
+
+/// Step 8: pod `late` starts in mode none (its namespace says so), is
+/// added with CNI ADD and served in plaintext. Its namespace then turns
+/// ambient while `api` (ambient, the other node) loops connections to it:
+/// node-a's agent captures it in place, with no restart and no CNI call,
+/// and no connection fails (the callers' HBONE dials wait out the moment
+/// between their switch and the capture). Afterwards api's connections
+/// arrive on late's :15008, and an ALLOW policy for api's SPIFFE identity
+/// admits api but refuses plaintext legacy: late's side sees who calls.
+fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
+    let late = c.add_extra_pod(&LATE);
+    let server = EchoServer::start(&late, LATE.port.expect("late's echo port"));
+    c.echo.push(server);
+    c.write_config(LATE_NAMESPACE_FILE, &namespace_yaml(LATE.namespace, "none"));
+    c.write_config(LATE_POD_FILE, &pod_document(&LATE));
+    // The runtime retries an ADD until the control plane knows the pod.
+    eventually("CNI ADD of late", Duration::from_secs(15), || {
+        c.cni_add_extra(&LATE)
+    });
+    let ports = listening_ports(&late);
+    assert!(
+        !ports.iter().any(|p| [15001, 15006, 15008].contains(p)),
+        "late (mode none) must not be captured yet; listening: {ports:?}"
+    );
+    let api = c.pod("api").clone();
+    let to_late = LATE.echo_addr();
+    eventually("api -> late (mode none)", Duration::from_secs(10), || {
+        echo(&api, to_late).map_err(|e| e.to_string())
+    });
+
+    let looper = Looper::start(&api, to_late);
+    c.write_config(
+        LATE_NAMESPACE_FILE,
+        &namespace_yaml(LATE.namespace, "ambient"),
+    );
+    let ztunnel = c.ztunnel_pid("node-a");
+    let (_, took) = eventually(
+        "node-a's agent to capture late in place",
+        Duration::from_secs(10),
+        || match listener_pid(&late, 15008) {
+            serving if serving.is_some() && serving == ztunnel => Ok(()),
+            serving => Err(format!(":15008 in late belongs to {serving:?}")),
+        },
+    );
+    eprintln!("ambient e2e:   late captured in place {took:?} after its namespace turned ambient");
+    // Keep looping while both ztunnels settle on the new mode.
+    std::thread::sleep(Duration::from_secs(1));
+    expect_no_failures(looper, "switching late to ambient in place");
+
+    let api_ip = pod_def("api").ip;
+    eventually(
+        "an HBONE connection from api into late's :15008",
+        Duration::from_secs(5),
+        || {
+            let mut conn = EchoConn::connect(&api, to_late).map_err(|e| e.to_string())?;
+            conn.roundtrip().map_err(|e| e.to_string())?;
+            let conns = established(&late, 15008);
+            conns
+                .iter()
+                .any(|(_, peer)| has_ip(peer, api_ip))
+                .then_some(())
+                .ok_or_else(|| format!("established on :15008 in late: {conns:?}"))
+        },
+    );
+
+    let legacy = c.pod("legacy").clone();
+    c.write_config(
+        LATE_ALLOW_FILE,
+        &allow_principal(LATE.namespace, "allow-api", API_ID, 8082),
+    );
+    eventually(
+        "legacy -> late refused by the ALLOW policy for api's identity",
+        POLICY_PROPAGATION,
+        || {
+            refused(&legacy, to_late)
+                .map_err(|e| format!("{e}; config errors: {}", c.config_errors()))
+        },
+    );
+    echo(&api, to_late).unwrap_or_else(|e| panic!("api -> late, the allowed principal: {e}"));
+    c.remove_config(LATE_ALLOW_FILE);
 }
 
 /// A sidecar pod (`orders`, its own proxy) and ambient pods (served by the

@@ -65,6 +65,22 @@ fn demo_walks_through_and_leaves_nothing_behind() {
         ),
         "legacy → shop after legacy's switch:\n{legacy}"
     );
+    // legacy's running pod is captured where it runs, and nothing fails.
+    assert!(
+        output.contains("captured by the ztunnel after") && output.contains("without a restart"),
+        "legacy's pod captured in place"
+    );
+    for name in [
+        "legacy/ledger → shop/web",
+        "shop/web → inventory/stock",
+        "inventory/stock → shop/web",
+    ] {
+        let (errors, requests) = counts(&edge(&legacy, name).0);
+        assert!(
+            errors == 0 && requests > 0,
+            "{name} during legacy's switch: {errors} errors of {requests}:\n{legacy}"
+        );
+    }
 
     // The DENY shows as errors on shop → inventory only.
     let deny = summary(&output, 2);

@@ -1,8 +1,11 @@
 //! The node agent: serves the CNI plugin's requests, decides per pod whether
 //! the ztunnel captures it, installs the in-pod redirect rules, records the
-//! pod and hands its network namespace to the ztunnel.
+//! pod and hands its network namespace to the ztunnel. It follows mode
+//! changes of running pods too (see [`reconcile`]): a pod turning ambient is
+//! captured in place, one leaving ambient is released.
 
 mod modes;
+mod reconcile;
 mod redirect;
 mod server;
 mod state;
@@ -12,14 +15,11 @@ mod ztunnel;
 mod tests;
 
 use std::{
-    collections::HashMap,
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
-
-use tokio::time::Instant;
 
 pub use modes::{FixedModes, ModeError, ModeSource, WorkloadMode, XdsModes, resolve};
 pub use redirect::{CaptureRedirect, Redirect, RedirectError, RuleKind};
@@ -38,7 +38,7 @@ pub struct AgentConfig {
     pub socket: PathBuf,
     /// The ztunnel's hand-off socket (`--ztunnel-socket`).
     pub ztunnel_socket: PathBuf,
-    /// One JSON file per captured pod (`--state-dir`).
+    /// One JSON file per pod added and not yet deleted (`--state-dir`).
     pub state_dir: PathBuf,
     /// How long an ADD waits for the control plane to know the pod.
     pub mode_wait: Duration,
@@ -66,6 +66,10 @@ struct Inner {
     redirect: Arc<dyn Redirect>,
     state: StateDir,
     ztunnel: ZtunnelLink,
+    /// Held while a pod's rules, record and ztunnel hand-off change (ADD,
+    /// DEL, and each capture or release of the reconcile loop), so a DEL
+    /// never interleaves with an in-place capture of the same pod.
+    pods: tokio::sync::Mutex<()>,
 }
 
 /// Why a plugin request failed; the text is returned to the runtime.
@@ -106,8 +110,11 @@ pub enum AgentError {
         /// Cause.
         source: HandoffError,
     },
-    /// CHECK for an ambient pod the agent has no record of.
-    #[error("ambient pod {0} is not captured by this node's agent; delete and re-add it")]
+    /// CHECK for an ambient pod the agent has not captured.
+    #[error(
+        "ambient pod {0} is not captured by this node's agent; if its mode just turned ambient, \
+         check again in a moment, else delete and re-add it"
+    )]
     NotCaptured(String),
     /// The plugin socket cannot be served.
     #[error("cannot serve the plugin socket {}: {source}", path.display())]
@@ -138,6 +145,7 @@ impl Agent {
                 redirect,
                 state,
                 ztunnel,
+                pods: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -148,95 +156,11 @@ impl Agent {
         let listener = server::bind(&self.inner.config.socket)?;
         let link = self.clone();
         let ztunnel = tokio::spawn(async move { link.inner.ztunnel.run().await });
-        let releasing = tokio::spawn(self.clone().release_on_mode_change());
+        let reconciling = tokio::spawn(self.clone().reconcile_on_mode_change());
         let served = server::serve(listener, self).await;
         ztunnel.abort();
-        releasing.abort();
+        reconciling.abort();
         served
-    }
-
-    /// Releases captured pods whose effective mode stops being ambient (a
-    /// `braid.dev/mode` label changed on the pod or its namespace): their
-    /// rules go, the ztunnel forgets them, and their traffic flows
-    /// uncaptured from then on. Each pod is released once it has been out
-    /// of ambient mode for the release grace; one switched back meanwhile
-    /// is never released. Runs until aborted.
-    async fn release_on_mode_change(self) {
-        let mut changes = self.inner.modes.changes();
-        // Since when each captured pod (by uid) has been out of ambient mode.
-        let mut leaving: HashMap<String, Instant> = HashMap::new();
-        loop {
-            let next = self.release_uncaptured(&mut leaving).await;
-            let wake = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                () = wake => {}
-            }
-        }
-    }
-
-    /// One pass of [`release_on_mode_change`](Self::release_on_mode_change):
-    /// releases the pods whose grace is over and returns when the next
-    /// grace ends, if any pod is waiting.
-    async fn release_uncaptured(&self, leaving: &mut HashMap<String, Instant>) -> Option<Instant> {
-        let pods = match self.inner.state.all() {
-            Ok(pods) => pods,
-            Err(error) => {
-                tracing::warn!(%error, "cannot list captured pods");
-                return None;
-            }
-        };
-        let grace = self.inner.config.release_grace;
-        let now = Instant::now();
-        let mut waiting = HashMap::new();
-        let mut next: Option<Instant> = None;
-        for pod in pods {
-            // An unknown workload keeps its capture: its DEL will come.
-            let Some(mode) = self.inner.modes.lookup(&pod.workload) else {
-                continue;
-            };
-            if mode.captured() {
-                continue;
-            }
-            let since = leaving.get(&pod.uid).copied().unwrap_or(now);
-            if now < since + grace {
-                tracing::debug!(workload = %pod.workload, "pod leaves ambient mode; released after the grace");
-                next = Some(next.map_or(since + grace, |n| n.min(since + grace)));
-                waiting.insert(pod.uid.clone(), since);
-                continue;
-            }
-            if let Err(error) = self.release(&pod).await {
-                tracing::warn!(workload = %pod.workload, %error, "cannot release a pod that left ambient mode");
-            } else {
-                tracing::info!(workload = %pod.workload, uid = %pod.uid, "pod left ambient mode; released");
-            }
-        }
-        *leaving = waiting;
-        next
-    }
-
-    /// Stops capturing `pod`: its rules go first (if its namespace still
-    /// exists), so new connections flow uncaptured and none is redirected
-    /// to a listener that is gone; then the ztunnel forgets it and its
-    /// record is deleted.
-    async fn release(&self, pod: &PodRecord) -> Result<(), AgentError> {
-        // A namespace that no longer opens took its rules with it.
-        if let Ok(netns) = open_netns(&pod.netns) {
-            self.redirect(&pod.workload, &netns, |r, fd| r.remove(fd))
-                .await?;
-        }
-        // The ztunnel forgets unrecorded pods at its next snapshot anyway,
-        // so a refusal must not block the release.
-        if let Err(error) = self.inner.ztunnel.remove_pod(&pod.uid).await {
-            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
-        }
-        self.inner.state.remove(&pod.uid)?;
-        Ok(())
     }
 
     /// Handles one plugin request.
@@ -260,27 +184,62 @@ impl Agent {
     async fn add(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let workload = request.workload();
         let path = PathBuf::from(&request.netns);
-        match self.treatment(&workload).await? {
-            Treatment::Nothing => {
-                tracing::debug!(%workload, "not ambient; nothing to do");
-                return Ok(());
+        let treatment = self.treatment(&workload).await?;
+        let _pods = self.inner.pods.lock().await;
+        match treatment {
+            Treatment::Sidecar => {
+                tracing::debug!(%workload, "sidecar pod; nothing to do");
+                Ok(())
             }
             Treatment::SidecarRules => {
                 let netns = open_pod_netns(&workload, &path)?;
                 self.redirect(&workload, &netns, |r, fd| r.install(fd, RuleKind::Sidecar))
                     .await?;
                 tracing::info!(%workload, "sidecar redirect rules installed");
-                return Ok(());
+                Ok(())
             }
-            Treatment::Capture => {}
+            Treatment::Uncaptured => {
+                // A retried ADD may find the pod captured under an earlier
+                // mode: let go of it first, so no rules stay behind.
+                if let Some(old) = self.inner.state.load(request.uid())?
+                    && old.captured
+                {
+                    self.release(&old).await?;
+                }
+                self.inner.state.save(&PodRecord {
+                    uid: request.uid().to_string(),
+                    workload: workload.clone(),
+                    netns: path,
+                    captured: false,
+                })?;
+                tracing::debug!(%workload, "not ambient; recorded, captured if it turns ambient");
+                Ok(())
+            }
+            Treatment::Capture => {
+                let netns = open_pod_netns(&workload, &path)?;
+                let pod = PodRecord {
+                    uid: request.uid().to_string(),
+                    workload,
+                    netns: path,
+                    captured: true,
+                };
+                self.capture(&pod, &netns).await
+            }
         }
-        let netns = open_pod_netns(&workload, &path)?;
-        self.redirect(&workload, &netns, |r, fd| r.install(fd, RuleKind::Ambient))
+    }
+
+    /// Captures `pod` through its open namespace `netns`: installs the
+    /// ambient rules, records the pod as captured (so a reconnecting
+    /// ztunnel gets it in the replay) and hands the namespace to the
+    /// ztunnel. ADD and the in-place capture of a pod turning ambient both
+    /// use it.
+    async fn capture(&self, pod: &PodRecord, netns: &OwnedFd) -> Result<(), AgentError> {
+        let workload = &pod.workload;
+        self.redirect(workload, netns, |r, fd| r.install(fd, RuleKind::Ambient))
             .await?;
         let pod = PodRecord {
-            uid: request.uid().to_string(),
-            workload: workload.clone(),
-            netns: path,
+            captured: true,
+            ..pod.clone()
         };
         self.inner.state.save(&pod)?;
         let delivery = self.inner.ztunnel.add_pod(&pod, netns.as_fd()).await;
@@ -296,8 +255,32 @@ impl Agent {
         Ok(())
     }
 
+    /// Stops capturing `pod`: its rules go first (if its namespace still
+    /// exists), so new connections flow uncaptured and none is redirected
+    /// to a listener that is gone; then the ztunnel forgets it. Its record
+    /// stays, marked uncaptured, so the pod is captured again if its mode
+    /// turns back to ambient; only DEL deletes it.
+    async fn release(&self, pod: &PodRecord) -> Result<(), AgentError> {
+        // A namespace that no longer opens took its rules with it.
+        if let Ok(netns) = open_netns(&pod.netns) {
+            self.redirect(&pod.workload, &netns, |r, fd| r.remove(fd))
+                .await?;
+        }
+        // The ztunnel forgets pods missing from a replay anyway, so a
+        // refusal must not block the release.
+        if let Err(error) = self.inner.ztunnel.remove_pod(&pod.uid).await {
+            tracing::warn!(workload = %pod.workload, %error, "ztunnel refused remove_pod");
+        }
+        self.inner.state.save(&PodRecord {
+            captured: false,
+            ..pod.clone()
+        })?;
+        Ok(())
+    }
+
     async fn del(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let uid = request.uid();
+        let _pods = self.inner.pods.lock().await;
         let Some(pod) = self.inner.state.load(uid)? else {
             return Ok(());
         };
@@ -308,18 +291,22 @@ impl Agent {
                 ..pod
             },
         };
-        self.release(&pod).await?;
-        tracing::info!(workload = %pod.workload, uid, "pod released");
+        if pod.captured {
+            self.release(&pod).await?;
+            tracing::info!(workload = %pod.workload, uid, "pod released");
+        }
+        self.inner.state.remove(uid)?;
         Ok(())
     }
 
     async fn check(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let workload = request.workload();
         let kind = match self.treatment(&workload).await? {
-            Treatment::Nothing => return Ok(()),
+            Treatment::Uncaptured | Treatment::Sidecar => return Ok(()),
             Treatment::SidecarRules => RuleKind::Sidecar,
             Treatment::Capture => {
-                if self.inner.state.load(request.uid())?.is_none() {
+                let captured = self.inner.state.load(request.uid())?;
+                if !captured.is_some_and(|pod| pod.captured) {
                     return Err(AgentError::NotCaptured(workload));
                 }
                 RuleKind::Ambient
@@ -337,8 +324,10 @@ impl Agent {
             Treatment::Capture
         } else if mode.has_sidecar && self.inner.config.sidecar_rules {
             Treatment::SidecarRules
+        } else if mode.has_sidecar {
+            Treatment::Sidecar
         } else {
-            Treatment::Nothing
+            Treatment::Uncaptured
         })
     }
 
@@ -380,8 +369,13 @@ enum Treatment {
     Capture,
     /// A sidecar pod, with `--sidecar-rules`: its redirect rules only.
     SidecarRules,
-    /// Anything else.
-    Nothing,
+    /// A sidecar pod without `--sidecar-rules`: nothing (its init container
+    /// installs the rules). Not recorded: a pod keeps its sidecar until it
+    /// is re-created, and the new pod comes with an ADD of its own.
+    Sidecar,
+    /// A pod without a sidecar whose mode is not ambient: recorded as
+    /// uncaptured, so it is captured in place if its mode turns ambient.
+    Uncaptured,
 }
 
 /// Opens a network namespace file (`/var/run/netns/…` or `/proc/N/ns/net`).

@@ -29,7 +29,8 @@ struct AgentArgs {
     /// The ztunnel's hand-off socket.
     #[arg(long, default_value = "/var/run/braid/ztunnel.sock")]
     ztunnel_socket: PathBuf,
-    /// Where captured pods are recorded.
+    /// Where the agent records the pods of this node (captured or not), so
+    /// a restarted agent replays them and can capture them later.
     #[arg(long, default_value = "/var/run/braid/cni-state")]
     state_dir: PathBuf,
     /// braid-control's xDS address.

@@ -123,7 +123,7 @@ impl ConnectedProxies {
 /// What serves a pod now, from what the control plane knows: a pod with the
 /// braid-proxy container is `sidecar` (whatever its labels say now);
 /// otherwise an ambient pod is `ambient` (the CNI agent captures it when it
-/// starts); otherwise `none`.
+/// starts, or in place when it turns ambient while running); otherwise `none`.
 pub fn actual_mode(w: &Workload) -> DataPlaneMode {
     if w.has_sidecar {
         DataPlaneMode::Sidecar

@@ -183,6 +183,24 @@ mod tests {
     }
 
     #[test]
+    fn running_pods_turning_ambient_need_no_restart() {
+        let web = Owner::Rollout("deployment", "web".to_string());
+        let pods = [pod("web-1", web), pod("lone", Owner::Other)];
+        let text = report(
+            &args(DataPlaneMode::Ambient, false),
+            Some("none"),
+            Some(DataPlaneMode::None),
+            &pods,
+        );
+        assert_eq!(
+            text,
+            "namespace shop: braid.dev/mode changed from none to ambient\n\
+             \x20 pod web-1 (none now): captured in place by the node's agent within seconds (no restart needed)\n\
+             \x20 pod lone (none now): captured in place by the node's agent within seconds (no restart needed)\n"
+        );
+    }
+
+    #[test]
     fn a_dry_run_says_would_and_an_empty_namespace_says_so() {
         let text = report(
             &args(DataPlaneMode::Ambient, true),

@@ -131,6 +131,20 @@ pub const PODS: [PodDef; 5] = [
     },
 ];
 
+/// A pod outside [`PODS`], added by the last step: it starts in mode none
+/// (namespace `late`) and its namespace turns ambient while it runs.
+pub const LATE: PodDef = PodDef {
+    name: "late",
+    namespace: "late",
+    service_account: "late",
+    node: "node-a",
+    ip: Ipv4Addr::new(198, 18, 0, 41),
+    port: Some(8082),
+    ambient: false,
+    sidecar: false,
+    uid: "0b7e4a2c-0000-4000-8000-00000000014e",
+};
+
 /// The host's address on the bridge: the control plane listens there, so
 /// sidecars inside pods reach it.
 pub const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 254);
@@ -199,12 +213,17 @@ pub fn namespaces_yaml(overrides: &[(&str, &str)]) -> String {
                 .iter()
                 .find(|(ns, _)| ns == name)
                 .map_or(*mode, |(_, m)| *m);
-            format!(
-                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    braid.dev/mode: {mode}\n"
-            )
+            namespace_yaml(name, mode)
         })
         .collect::<Vec<_>>()
         .join("---\n")
+}
+
+/// One Namespace document with its `braid.dev/mode` label.
+pub fn namespace_yaml(name: &str, mode: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    braid.dev/mode: {mode}\n"
+    )
 }
 
 /// `pods.yaml`: every pod of [`PODS`], or its replacement in `overrides`

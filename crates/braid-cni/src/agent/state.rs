@@ -1,5 +1,7 @@
-//! The agent's record of the pods it captured: one JSON file per pod uid in
-//! the state directory, so a restarted agent can replay them to the ztunnel.
+//! The agent's record of the pods it knows: one JSON file per pod uid in the
+//! state directory. Captured pods are replayed to a (re)connecting ztunnel;
+//! uncaptured ones are kept so the agent can capture them in place when
+//! their mode turns ambient, without waiting for the pod to be re-created.
 
 use std::{
     io,
@@ -8,7 +10,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-/// One captured pod, as recorded on disk.
+/// One pod the agent knows (added by CNI ADD, not yet deleted), as recorded
+/// on disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodRecord {
@@ -18,6 +21,15 @@ pub struct PodRecord {
     pub workload: String,
     /// Path of the pod's network namespace.
     pub netns: PathBuf,
+    /// Whether the pod is captured now: its ambient rules are installed and
+    /// the ztunnel holds its namespace. Records written before the field
+    /// existed were all of captured pods, so a missing field reads `true`.
+    #[serde(default = "captured_by_default")]
+    pub captured: bool,
+}
+
+fn captured_by_default() -> bool {
+    true
 }
 
 /// The state directory.
@@ -150,6 +162,7 @@ mod tests {
             uid: uid.into(),
             workload: "shop/web".into(),
             netns: "/proc/1/ns/net".into(),
+            captured: uid != "b",
         };
         state.save(&pod("b")).expect("save");
         state.save(&pod("a")).expect("save");
@@ -161,5 +174,20 @@ mod tests {
         assert_eq!(state.load("a").expect("load"), None);
         let bad = state.save(&pod("../x")).expect_err("escape");
         assert!(bad.to_string().contains("../x"), "{bad}");
+    }
+
+    #[test]
+    fn a_record_written_before_the_captured_field_reads_as_captured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let old = r#"{"uid": "u1", "workload": "shop/web-0", "netns": "/proc/1/ns/net"}"#;
+        std::fs::write(dir.path().join("u1.json"), old).expect("write");
+        let pod = state.load("u1").expect("load").expect("a record");
+        assert!(pod.captured, "{pod:?}");
+        // An unknown field is still refused, naming the file.
+        let typo = r#"{"uid": "u2", "workload": "shop/web-1", "netns": "/x", "captred": false}"#;
+        std::fs::write(dir.path().join("u2.json"), typo).expect("write");
+        let error = state.load("u2").expect_err("unknown field");
+        assert!(error.to_string().contains("u2.json"), "{error}");
     }
 }

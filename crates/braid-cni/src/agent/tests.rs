@@ -73,6 +73,7 @@ fn fixture_with(sidecar_rules: bool) -> Fixture {
             "shop/side-0".to_string(),
             mode(DataPlaneMode::Sidecar, true),
         ),
+        ("shop/plain-0".to_string(), mode(DataPlaneMode::None, false)),
     ]));
     let config = AgentConfig {
         socket: dir.path().join("cni.sock"),
@@ -164,6 +165,7 @@ async fn ambient_pod_is_captured_replayed_and_released() {
             uid: "gone".into(),
             workload: "shop/gone".into(),
             netns: "/nonexistent/netns".into(),
+            captured: true,
         })
         .expect("save");
 
@@ -246,7 +248,7 @@ impl ModeSource for ChangingModes {
 }
 
 /// An agent whose modes the test changes, with pod `shop/web-0` (uid `u1`)
-/// added and captured.
+/// added (and captured, if it starts in ambient mode).
 struct Switching {
     _dir: tempfile::TempDir,
     modes: Arc<ChangingModes>,
@@ -257,11 +259,15 @@ struct Switching {
 }
 
 async fn switching() -> Switching {
+    switching_from(DataPlaneMode::Ambient).await
+}
+
+async fn switching_from(initial: DataPlaneMode) -> Switching {
     let dir = tempfile::tempdir().expect("tempdir");
     let modes = Arc::new(ChangingModes {
         modes: Mutex::new(BTreeMap::from([(
             "shop/web-0".to_string(),
-            web_mode(DataPlaneMode::Ambient),
+            web_mode(initial),
         )])),
         changes: tokio::sync::watch::Sender::new(()),
     });
@@ -286,7 +292,9 @@ async fn switching() -> Switching {
         .handle(&request(Command::Add, "web-0", "u1"))
         .await
         .expect("add");
-    assert_eq!(next(&mut events).await.0, "add");
+    if initial == DataPlaneMode::Ambient {
+        assert_eq!(next(&mut events).await.0, "add");
+    }
     Switching {
         _dir: dir,
         modes,
@@ -311,7 +319,24 @@ impl Switching {
         }
         self.modes.changes.send_replace(());
     }
+
+    /// Waits (10 s at most) until pod `uid` is recorded as `captured`
+    /// (`Some(true)`), uncaptured (`Some(false)`) or not at all (`None`).
+    async fn wait_for_record(&self, uid: &str, captured: Option<bool>) {
+        let state = &self.agent.inner.state;
+        let recorded = || state.load(uid).ok().flatten().map(|pod| pod.captured);
+        let wait = async {
+            while recorded() != captured {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("record of {uid}: {:?}, want {captured:?}", recorded()));
+    }
 }
+
+mod in_place;
 
 #[tokio::test]
 async fn a_pod_that_leaves_ambient_mode_is_released_after_the_grace() {
@@ -326,13 +351,9 @@ async fn a_pod_that_leaves_ambient_mode_is_released_after_the_grace() {
         "released after {:?}, within the grace",
         changed.elapsed()
     );
-    // The rules go right after the ztunnel let go.
-    let released = tokio::time::timeout(Duration::from_secs(10), async {
-        while s.agent.inner.state.load("u1").ok().flatten().is_some() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    released.await.expect("record deleted within 10s");
+    // The rules go right after the ztunnel let go; the record stays,
+    // uncaptured.
+    s.wait_for_record("u1", Some(false)).await;
     assert_eq!(s.redirect.calls(), ["install", "remove"]);
     s.running.abort();
 }

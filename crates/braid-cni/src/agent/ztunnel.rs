@@ -1,5 +1,5 @@
 //! The agent's link to the ztunnel: (re)connects with backoff, replays every
-//! recorded pod on each new connection, and forwards pod changes while
+//! captured pod on each new connection, and forwards pod changes while
 //! connected.
 
 use std::{
@@ -119,7 +119,7 @@ impl ZtunnelLink {
         }
     }
 
-    /// Connects, then sends every recorded pod and `snapshot_sent` before any
+    /// Connects, then sends every captured pod and `snapshot_sent` before any
     /// new change can use the connection. Returns how many pods were sent.
     async fn connect_and_replay(&self) -> Result<usize, HandoffError> {
         // Connect outside the lock: a slow hello must not hold up ADDs.
@@ -132,7 +132,9 @@ impl ZtunnelLink {
             Vec::new()
         });
         let mut sent = 0;
-        for pod in pods {
+        // Uncaptured pods are the agent's own business: the ztunnel gets
+        // only the ones it should serve.
+        for pod in pods.into_iter().filter(|pod| pod.captured) {
             let Some(netns) = self.open_or_forget(&pod) else {
                 continue;
             };

@@ -316,6 +316,39 @@ impl Mesh {
         }
     }
 
+    /// Waits until the ztunnel of application `app`'s node captures its
+    /// current pod (its admin `/config_dump` lists it), then shows the pod
+    /// as ambient; the pod's name.
+    pub(crate) async fn wait_captured(&self, app: usize) -> anyhow::Result<String> {
+        let pod = self.current(app)?.pod;
+        let workload = format!("{}/{pod}", APPS[app].namespace);
+        let admin = self.node(APPS[app].node)?.admin;
+        let deadline = Instant::now() + PROPAGATION_LIMIT;
+        loop {
+            if let Ok((200, body)) = http::get_local(admin, "/config_dump").await
+                && let Ok(dump) = serde_json::from_str::<serde_json::Value>(&body)
+                && dump["captured_pods"]
+                    .as_array()
+                    .is_some_and(|pods| pods.iter().any(|p| p["workload"] == workload.as_str()))
+            {
+                // The view shows each pod's mode from its endpoint.
+                if let Ok(mut endpoints) = self.endpoints.write()
+                    && let Some(slot) = endpoints.get_mut(app)
+                {
+                    slot.mode = Mode::Ambient;
+                }
+                return Ok(pod);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the ztunnel of {} did not capture {workload} within {PROPAGATION_LIMIT:?}; is the braid-cni agent running (see its log)?",
+                    APPS[app].node
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn node(&self, name: &str) -> anyhow::Result<&Node> {
         self.nodes
             .iter()

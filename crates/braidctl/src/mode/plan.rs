@@ -3,9 +3,10 @@
 //! an [`Effect`] out.
 //!
 //! The rules mirror the data plane: only a re-created pod gains or loses a
-//! sidecar (the injector acts at creation), the CNI agent captures a pod
-//! for the ztunnel when the pod starts, and it releases a captured pod
-//! within seconds once the pod's mode leaves ambient.
+//! sidecar (the injector acts at creation); the CNI agent captures a pod
+//! for the ztunnel when the pod starts, captures a running pod in place as
+//! soon as its mode turns ambient, and releases a captured pod within
+//! seconds once the pod's mode leaves ambient.
 
 use std::fmt;
 
@@ -60,8 +61,8 @@ pub(super) enum Effect {
     Stays(DataPlaneMode),
     /// Not started yet: the ztunnel captures it when it starts.
     CapturedAtStart,
-    /// Running without a sidecar: captured only once restarted.
-    RestartToJoinAmbient,
+    /// Running without a sidecar: the node's agent captures it in place.
+    CapturedInPlace,
     /// Only a re-created pod gets a sidecar; `released` when the ztunnel
     /// lets go of it meanwhile (out of the mesh until the restart).
     RestartToGetSidecar {
@@ -140,7 +141,7 @@ impl PodFacts {
             (_, _, Ambient, Sidecar) => Effect::RestartToGetSidecar { released: true },
             (_, _, None, Sidecar) => Effect::RestartToGetSidecar { released: false },
             (_, Phase::NotStarted, None, Ambient) => Effect::CapturedAtStart,
-            (_, _, None, Ambient) => Effect::RestartToJoinAmbient,
+            (_, _, None, Ambient) => Effect::CapturedInPlace,
         };
         PodPlan { now, effect }
     }
@@ -197,9 +198,7 @@ impl Effect {
     pub(super) fn needs_restart(&self) -> bool {
         matches!(
             self,
-            Self::RestartToJoinAmbient
-                | Self::RestartToGetSidecar { .. }
-                | Self::KeepsSidecar { .. }
+            Self::RestartToGetSidecar { .. } | Self::KeepsSidecar { .. }
         )
     }
 }
@@ -220,8 +219,8 @@ impl fmt::Display for Effect {
             Self::Stays(DataPlaneMode::Ambient) => f.write_str("stays captured by the node's ztunnel"),
             Self::Stays(DataPlaneMode::None) => f.write_str("stays out of the mesh"),
             Self::CapturedAtStart => f.write_str("captured by the node's ztunnel when it starts"),
-            Self::RestartToJoinAmbient => f.write_str(
-                "needs a restart to be captured by the node's ztunnel (pods are captured as they start)",
+            Self::CapturedInPlace => f.write_str(
+                "captured in place by the node's agent within seconds (no restart needed)",
             ),
             Self::RestartToGetSidecar { released: false } => {
                 f.write_str("needs a restart to get a sidecar")

@@ -31,7 +31,7 @@ fn decisions() {
     #[rustfmt::skip]
     let table: &[Row] = &[
         // Into ambient.
-        (None, false, Running, None, Ambient, Off, Effect::RestartToJoinAmbient),
+        (None, false, Running, None, Ambient, Off, Effect::CapturedInPlace),
         (None, false, NotStarted, Some(Off), Ambient, Off, Effect::CapturedAtStart),
         (None, true, Running, Some(Sidecar), Ambient, Sidecar, Effect::KeepsSidecar { then: Ambient }),
         (None, false, Running, Some(Ambient), Ambient, Ambient, Effect::Stays(Ambient)),
@@ -65,12 +65,12 @@ fn decisions() {
 
 #[test]
 fn restarts_are_needed_exactly_where_the_data_plane_must_change() {
-    assert!(Effect::RestartToJoinAmbient.needs_restart());
     assert!(Effect::RestartToGetSidecar { released: true }.needs_restart());
     assert!(Effect::KeepsSidecar { then: Off }.needs_restart());
     for effect in [
         Effect::Released,
         Effect::CapturedAtStart,
+        Effect::CapturedInPlace,
         Effect::Stays(Ambient),
         Effect::PinnedByLabel(Sidecar),
         Effect::Finished,
@@ -84,6 +84,10 @@ fn messages_say_what_happens() {
     assert_eq!(
         Effect::RestartToGetSidecar { released: false }.to_string(),
         "needs a restart to get a sidecar"
+    );
+    assert_eq!(
+        Effect::CapturedInPlace.to_string(),
+        "captured in place by the node's agent within seconds (no restart needed)"
     );
     assert!(
         Effect::KeepsSidecar { then: Ambient }
