@@ -77,10 +77,18 @@ pub struct Counters {
     received: AtomicU64,
 }
 
+/// One series: its labels and counters. Its connections share the labels
+/// (for their access-log lines) instead of each keeping a copy while open.
+#[derive(Debug)]
+struct Series {
+    labels: Labels,
+    counters: Counters,
+}
+
 /// Every series of one proxy; cheap to clone (clones share it).
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
-    series: Arc<DashMap<Labels, Arc<Counters>>>,
+    series: Arc<DashMap<Labels, Arc<Series>>>,
     /// HTTP requests by labels and response code (sidecars only).
     requests: Arc<DashMap<(Labels, u16), Arc<RequestCounters>>>,
 }
@@ -89,8 +97,7 @@ pub struct Metrics {
 /// finished when it ends (which counts its bytes and writes the access log).
 #[derive(Debug)]
 pub struct Connection {
-    labels: Labels,
-    counters: Arc<Counters>,
+    series: Arc<Series>,
     started: Instant,
 }
 
@@ -136,34 +143,41 @@ impl Peer {
 impl Metrics {
     /// Counts a new connection allowed with `labels`.
     pub fn open(&self, labels: Labels) -> Connection {
-        let counters = self.counters(&labels);
-        counters.opened.fetch_add(1, Ordering::Relaxed);
+        let series = self.series(labels);
+        series.counters.opened.fetch_add(1, Ordering::Relaxed);
         Connection {
-            labels,
-            counters,
+            series,
             started: Instant::now(),
         }
     }
 
     /// Counts a connection refused with `labels` and logs why.
     pub fn deny(&self, labels: Labels, client: &str, target: &str, reason: &str) {
-        self.counters(&labels)
-            .denied
-            .fetch_add(1, Ordering::Relaxed);
-        log(&labels, client, target, Some(reason), 0, 0, 0);
+        let series = self.series(labels);
+        series.counters.denied.fetch_add(1, Ordering::Relaxed);
+        log(&series.labels, client, target, Some(reason), 0, 0, 0);
     }
 
-    fn counters(&self, labels: &Labels) -> Arc<Counters> {
-        if let Some(found) = self.series.get(labels) {
+    fn series(&self, labels: Labels) -> Arc<Series> {
+        if let Some(found) = self.series.get(&labels) {
             return found.clone();
         }
-        self.series.entry(labels.clone()).or_default().clone()
+        let key = labels.clone();
+        self.series
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Series {
+                    labels,
+                    counters: Counters::default(),
+                })
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition of every series, plus `extra` lines
     /// (gauges the caller owns).
     pub fn render(&self, extra: &str) -> String {
-        let mut series: Vec<(Labels, Arc<Counters>)> = self
+        let mut series: Vec<(Labels, Arc<Series>)> = self
             .series
             .iter()
             .map(|e| (e.key().clone(), e.value().clone()))
@@ -187,13 +201,13 @@ impl Metrics {
         ];
         for (metric, value) in metrics {
             out.push_str(&metric.header());
-            for (labels, counters) in &series {
+            for (labels, entry) in &series {
                 let _ = writeln!(
                     out,
                     "{}{{{}}} {}",
                     metric.name,
                     render_labels(labels),
-                    value(counters)
+                    value(&entry.counters)
                 );
             }
         }
@@ -209,12 +223,20 @@ impl Connection {
     /// Ends the connection: counts its bytes (source → destination as
     /// `sent`, back as `received`) and writes the access log line.
     pub fn finish(self, client: &str, target: &str, sent: u64, received: u64) {
-        let c = &self.counters;
+        let c = &self.series.counters;
         c.closed.fetch_add(1, Ordering::Relaxed);
         c.sent.fetch_add(sent, Ordering::Relaxed);
         c.received.fetch_add(received, Ordering::Relaxed);
         let millis = self.started.elapsed().as_millis() as u64;
-        log(&self.labels, client, target, None, sent, received, millis);
+        log(
+            &self.series.labels,
+            client,
+            target,
+            None,
+            sent,
+            received,
+            millis,
+        );
     }
 }
 

@@ -110,6 +110,20 @@ impl Pool {
         expected: &SpiffeId,
         target: SocketAddr,
     ) -> Result<HboneStream, Error> {
+        // Boxed: opening is a large future (timeouts, the `CONNECT`
+        // exchange) that would otherwise stay part of the caller's task for
+        // as long as the tunnel lives, idle or not.
+        Box::pin(self.open_tunnel(dial, source, proxy, expected, target)).await
+    }
+
+    async fn open_tunnel(
+        &self,
+        dial: &dyn Dial,
+        source: &WorkloadCertificate,
+        proxy: SocketAddr,
+        expected: &SpiffeId,
+        target: SocketAddr,
+    ) -> Result<HboneStream, Error> {
         let key = Key {
             source: source.spiffe_id().clone(),
             certificate: leaf_hash(source),
@@ -156,7 +170,10 @@ impl Pool {
             .or_default()
             .dialing
             .clone();
-        let dialled = self.dial_in_turn(key, dial, source, &dialing).await;
+        // Boxed: dialling (TCP, TLS and HTTP/2 handshakes) is a large future
+        // that most tunnels never run (they reuse a pooled connection);
+        // inline, it would make every tunnel's opening that large.
+        let dialled = Box::pin(self.dial_in_turn(key, dial, source, &dialing)).await;
         drop(dialing);
         if dialled.is_err() {
             // Do not keep an entry per unreachable proxy.

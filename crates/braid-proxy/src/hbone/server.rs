@@ -252,35 +252,17 @@ impl<C: Connector> Server<C> {
     async fn serve_stream(
         self: Arc<Self>,
         request: Request<RecvStream>,
-        mut respond: SendResponse<Bytes>,
+        respond: SendResponse<Bytes>,
         peer: Arc<SpiffeId>,
     ) {
-        if request.method() != Method::CONNECT {
-            let reason = format!(
-                "{} is not served here: HBONE takes CONNECT",
-                request.method()
-            );
-            return reply(&mut respond, StatusCode::METHOD_NOT_ALLOWED, &reason);
-        }
-        let target = match parse_authority(request.uri()) {
-            Ok(target) => target,
-            Err(error) => return reply(&mut respond, StatusCode::BAD_REQUEST, &error.to_string()),
+        // Boxed: the request and the connector's future are only needed
+        // until the tunnel is open, and would otherwise stay part of the
+        // task for as long as the tunnel lives, idle or not.
+        let Some((upstream, tunnel, target)) =
+            Box::pin(self.open_tunnel(request, respond, &peer)).await
+        else {
+            return;
         };
-        let upstream = match self.connector.connect(&peer, target).await {
-            Ok(upstream) => upstream,
-            Err(refusal) => {
-                tracing::debug!(%peer, %target, %refusal, "HBONE tunnel refused");
-                return reply(&mut respond, refusal.status(), &refusal.to_string());
-            }
-        };
-        let send = match respond.send_response(Response::new(()), false) {
-            Ok(send) => send,
-            Err(error) => {
-                tracing::debug!(%peer, %target, %error, "HBONE client went away");
-                return;
-            }
-        };
-        let tunnel = HboneStream::new(send, request.into_body(), None);
         match super::splice(upstream, tunnel).await {
             Ok((to_client, from_client)) => {
                 tracing::debug!(%peer, %target, from_client, to_client, "HBONE tunnel done")
@@ -288,6 +270,48 @@ impl<C: Connector> Server<C> {
             // Dropping the tunnel resets the stream, so the client sees it too.
             Err(error) => tracing::debug!(%peer, %target, %error, "HBONE tunnel aborted"),
         }
+    }
+
+    /// Checks a stream's request, connects its target and answers `200`;
+    /// or answers why not and returns `None`.
+    async fn open_tunnel(
+        &self,
+        request: Request<RecvStream>,
+        mut respond: SendResponse<Bytes>,
+        peer: &SpiffeId,
+    ) -> Option<(C::Stream, HboneStream, SocketAddr)> {
+        if request.method() != Method::CONNECT {
+            let reason = format!(
+                "{} is not served here: HBONE takes CONNECT",
+                request.method()
+            );
+            reply(&mut respond, StatusCode::METHOD_NOT_ALLOWED, &reason);
+            return None;
+        }
+        let target = match parse_authority(request.uri()) {
+            Ok(target) => target,
+            Err(error) => {
+                reply(&mut respond, StatusCode::BAD_REQUEST, &error.to_string());
+                return None;
+            }
+        };
+        let upstream = match self.connector.connect(peer, target).await {
+            Ok(upstream) => upstream,
+            Err(refusal) => {
+                tracing::debug!(%peer, %target, %refusal, "HBONE tunnel refused");
+                reply(&mut respond, refusal.status(), &refusal.to_string());
+                return None;
+            }
+        };
+        let send = match respond.send_response(Response::new(()), false) {
+            Ok(send) => send,
+            Err(error) => {
+                tracing::debug!(%peer, %target, %error, "HBONE client went away");
+                return None;
+            }
+        };
+        let tunnel = HboneStream::new(send, request.into_body(), None);
+        Some((upstream, tunnel, target))
     }
 }
 

@@ -7,7 +7,7 @@
 //! arrive (no copy into a bounce buffer). Read buffers are reused once the
 //! frames cut from them have been sent.
 
-use std::future::poll_fn;
+use std::{future::poll_fn, pin::pin};
 
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
@@ -18,8 +18,9 @@ use super::{HboneStream, stream::to_io};
 /// Bytes read from the stream at once, at most.
 const READ_CHUNK: usize = 128 * 1024;
 
-/// What an idle connection's read buffer starts at: connections that carry
-/// little keep little memory, bulk ones grow to [`READ_CHUNK`].
+/// What a read buffer starts at: connections that carry little keep little
+/// memory (and none while they wait for bytes), bulk ones grow to
+/// [`READ_CHUNK`].
 const FIRST_CHUNK: usize = 2 * 1024;
 
 /// Copies `stream` into `tunnel` and back until both directions end, with
@@ -51,13 +52,26 @@ async fn forward<R: AsyncRead + Unpin>(
     let mut chunk_size = FIRST_CHUNK;
     let mut total = 0u64;
     loop {
-        if buf.capacity() < chunk_size / 4 {
-            // Reclaims the old allocation when every frame cut from it has
-            // been written out; allocates otherwise.
-            buf.reserve(chunk_size);
-        }
-        let room = buf.capacity();
-        let n = reader.read_buf(&mut buf).await?;
+        let mut room = 0;
+        let n = poll_fn(|cx| {
+            if buf.capacity() < chunk_size / 4 {
+                // Reclaims the old allocation when every frame cut from it
+                // has been written out; allocates otherwise.
+                buf.reserve(chunk_size);
+            }
+            room = buf.capacity();
+            // A fresh read future per poll: it keeps no state between polls,
+            // and dropping it frees `buf` for the line below.
+            let read = pin!(reader.read_buf(&mut buf)).poll(cx);
+            if read.is_pending() && chunk_size == FIRST_CHUNK {
+                // Nothing to read: a connection that carries little does not
+                // keep its buffer while it waits (most of them are idle most
+                // of the time). Bulk ones keep theirs to spare allocations.
+                buf = BytesMut::new();
+            }
+            read
+        })
+        .await?;
         if n == 0 {
             send.send_data(Bytes::new(), true).map_err(to_io)?;
             return Ok(total);
