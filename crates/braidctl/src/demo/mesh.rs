@@ -294,26 +294,14 @@ impl Mesh {
         self.modes[app] = mode;
         self.write_config("namespaces.yaml", &topology::namespaces_yaml(&self.modes))?;
         let pod = self.current(app)?.pod;
-        let admin = self.node(APPS[app].node)?.admin;
-        let deadline = Instant::now() + PROPAGATION_LIMIT;
-        loop {
-            if let Ok((200, body)) = http::get_local(admin, "/config_dump").await
-                && let Ok(dump) = serde_json::from_str::<serde_json::Value>(&body)
-                && dump["workloads"].as_array().is_some_and(|w| {
-                    w.iter()
-                        .any(|w| w["name"] == pod.as_str() && w["mode"] == mode.label())
-                })
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the ztunnel of {} did not see {pod} in mode {mode} within {PROPAGATION_LIMIT:?}",
-                    APPS[app].node
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.until_node_dump(app, |dump| {
+            dump["workloads"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|w| w["name"] == pod.as_str() && w["mode"] == mode.label())
+            })
+        })
+        .await
+        .with_context(|| format!("the ztunnel did not see {pod} in mode {mode}"))
     }
 
     /// Waits until the ztunnel of application `app`'s node captures its
@@ -322,28 +310,43 @@ impl Mesh {
     pub(crate) async fn wait_captured(&self, app: usize) -> anyhow::Result<String> {
         let pod = self.current(app)?.pod;
         let workload = format!("{}/{pod}", APPS[app].namespace);
-        let admin = self.node(APPS[app].node)?.admin;
+        self.until_node_dump(app, |dump| {
+            dump["captured_pods"]
+                .as_array()
+                .is_some_and(|pods| pods.iter().any(|p| p["workload"] == workload.as_str()))
+        })
+        .await
+        .with_context(|| {
+            format!("the ztunnel did not capture {workload}; is the braid-cni agent running (see its log)?")
+        })?;
+        // The view shows each pod's mode from its endpoint.
+        if let Ok(mut endpoints) = self.endpoints.write()
+            && let Some(slot) = endpoints.get_mut(app)
+        {
+            slot.mode = Mode::Ambient;
+        }
+        Ok(pod)
+    }
+
+    /// Polls the admin `/config_dump` of the ztunnel on application `app`'s
+    /// node until `done` holds for it, for at most [`PROPAGATION_LIMIT`].
+    async fn until_node_dump(
+        &self,
+        app: usize,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let node = APPS[app].node;
+        let admin = self.node(node)?.admin;
         let deadline = Instant::now() + PROPAGATION_LIMIT;
         loop {
             if let Ok((200, body)) = http::get_local(admin, "/config_dump").await
                 && let Ok(dump) = serde_json::from_str::<serde_json::Value>(&body)
-                && dump["captured_pods"]
-                    .as_array()
-                    .is_some_and(|pods| pods.iter().any(|p| p["workload"] == workload.as_str()))
+                && done(&dump)
             {
-                // The view shows each pod's mode from its endpoint.
-                if let Ok(mut endpoints) = self.endpoints.write()
-                    && let Some(slot) = endpoints.get_mut(app)
-                {
-                    slot.mode = Mode::Ambient;
-                }
-                return Ok(pod);
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "the ztunnel of {} did not capture {workload} within {PROPAGATION_LIMIT:?}; is the braid-cni agent running (see its log)?",
-                    APPS[app].node
-                );
+                bail!("waited {PROPAGATION_LIMIT:?} on {node}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
