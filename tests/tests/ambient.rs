@@ -568,10 +568,11 @@ fn a_label_switch_to_none_releases_the_pod(c: &mut Cluster) {
 
 /// Step 8: pod `late` starts in mode none (its namespace says so), is
 /// added with CNI ADD and served in plaintext. Its namespace then turns
-/// ambient while `api` (ambient, the other node) loops connections to it:
-/// node-a's agent captures it in place, with no restart and no CNI call,
-/// and no connection fails (the callers' HBONE dials wait out the moment
-/// between their switch and the capture). Afterwards api's connections
+/// ambient while `api` (ambient, the other node) loops connections to it
+/// and it loops connections to api: node-a's agent captures it in place,
+/// with no restart and no CNI call, and no connection fails either way
+/// (the callers' HBONE dials wait out the moment between their switch and
+/// the capture; late's rules come only once the ztunnel listens in it). Afterwards api's connections
 /// arrive on late's :15008, and an ALLOW policy for api's SPIFFE identity
 /// admits api but refuses plaintext legacy: late's side sees who calls.
 fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
@@ -595,7 +596,15 @@ fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
         echo(&api, to_late).map_err(|e| e.to_string())
     });
 
+    // And late's own calls out, which the capture starts redirecting to
+    // the ztunnel's listeners in late's namespace.
+    let to_api = pod_def("api").echo_addr();
+    eventually("late -> api (mode none)", Duration::from_secs(10), || {
+        echo(&late, to_api).map_err(|e| e.to_string())
+    });
+
     let looper = Looper::start(&api, to_late);
+    let outbound = Looper::start(&late, to_api);
     c.write_config(
         LATE_NAMESPACE_FILE,
         &namespace_yaml(LATE.namespace, "ambient"),
@@ -613,6 +622,7 @@ fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
     // Keep looping while both ztunnels settle on the new mode.
     std::thread::sleep(Duration::from_secs(1));
     expect_no_failures(looper, "switching late to ambient in place");
+    expect_no_failures(outbound, "late's own calls while it is captured in place");
 
     let api_ip = pod_def("api").ip;
     eventually(

@@ -147,6 +147,15 @@ impl fmt::Display for Family {
 
 // === impl Ruleset ===
 
+/// `-p tcp --syn` as iptables-save prints it. Only a connection's opening
+/// SYN is redirected: when rules are installed into a running pod's
+/// namespace that had no nat rules, the kernel was not tracking its open
+/// connections and meets them mid-stream; redirecting their next segment
+/// would send it to the proxy's listener and break the connection. A
+/// connection first seen mid-stream gets no NAT and keeps flowing where it
+/// went.
+const SYN_ONLY: &str = "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN";
+
 impl Ruleset {
     /// What `config` should look like in `family`'s nat table, in exactly the
     /// form iptables-save prints, so [`check`] can compare text.
@@ -169,7 +178,7 @@ impl Ruleset {
                 .map(|&p| port(inbound, p)),
         );
         rules_in.push(format!(
-            "-A {inbound} -p tcp -j REDIRECT --to-ports {}",
+            "-A {inbound} {SYN_ONLY} -j REDIRECT --to-ports {}",
             config.inbound_port
         ));
 
@@ -195,7 +204,7 @@ impl Ruleset {
                 .map(|&p| port(outbound, p)),
         );
         rules_out.push(format!(
-            "-A {outbound} -p tcp -j REDIRECT --to-ports {}",
+            "-A {outbound} {SYN_ONLY} -j REDIRECT --to-ports {}",
             config.outbound_port
         ));
 

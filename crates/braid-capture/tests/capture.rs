@@ -90,6 +90,65 @@ fn inbound_is_redirected_except_hbone() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A running pod captured in place: connections it had before the rules
+/// keep going where they went, both ways, and only new ones are
+/// redirected. Its namespace had no nat rules before, so the kernel did
+/// not track those connections and meets them mid-stream afterwards:
+/// redirecting anything but a SYN would send their next segments to the
+/// proxy's listeners and break them.
+#[test]
+fn connections_open_before_install_are_left_alone() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let net = TestNet::new("pre")?;
+    let (a, b) = (pod(&net, "a", 7)?, pod(&net, "b", 8)?);
+    let (a_ns, b_ns) = (a.netns()?, b.netns()?);
+    let (a_app, b_app) = (listen(&a_ns, "0.0.0.0:8080")?, listen(&b_ns, "0.0.0.0:80")?);
+    let to_b = SocketAddr::from((b.ip, 80));
+    let mut out_client = connect(&a_ns, to_b, None)?;
+    let (mut out_server, _) = accept(&b_app)?;
+    let mut in_client = connect(&b_ns, SocketAddr::from((a.ip, 8080)), None)?;
+    let (mut in_server, _) = accept(&a_app)?;
+
+    // The proxy listens first, then the rules come (the order of an
+    // in-place capture).
+    let outbound = listen(&a_ns, "0.0.0.0:15001")?;
+    let inbound = listen(&a_ns, "0.0.0.0:15006")?;
+    rules::install(&a_ns, &RedirectConfig::ambient())?;
+
+    for round in 0..3u8 {
+        exchange(&mut out_client, &mut out_server, round)?;
+        exchange(&mut in_client, &mut in_server, round)?;
+    }
+    assert_nothing_pending(&outbound);
+    assert_nothing_pending(&inbound);
+
+    // New connections are captured.
+    let _new = connect(&a_ns, to_b, None)?;
+    let (accepted, _) = accept(&outbound)?;
+    assert_eq!(original_dst(&accepted)?, to_b);
+    rules::remove(&a_ns)?;
+    Ok(())
+}
+
+/// Sends a byte each way and checks it arrives.
+fn exchange(client: &mut TcpStream, server: &mut TcpStream, round: u8) -> anyhow::Result<()> {
+    send_one(client, server, round)?;
+    send_one(server, client, round)
+}
+
+fn send_one(from: &mut TcpStream, to: &mut TcpStream, round: u8) -> anyhow::Result<()> {
+    from.write_all(&[round])?;
+    to.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0; 1];
+    to.read_exact(&mut buf).map_err(|e| {
+        anyhow::anyhow!("round {round}: a byte on a connection opened before the rules: {e}")
+    })?;
+    anyhow::ensure!(buf == [round], "round {round}: got {buf:?}");
+    Ok(())
+}
+
 #[test]
 fn install_repairs_our_chains_and_leaves_foreign_rules_alone() -> anyhow::Result<()> {
     if !require_root() {

@@ -228,26 +228,48 @@ impl Agent {
         }
     }
 
-    /// Captures `pod` through its open namespace `netns`: installs the
-    /// ambient rules, records the pod as captured (so a reconnecting
-    /// ztunnel gets it in the replay) and hands the namespace to the
-    /// ztunnel. ADD and the in-place capture of a pod turning ambient both
-    /// use it.
+    /// Captures `pod` through its open namespace `netns`: records it as
+    /// captured (so a reconnecting ztunnel gets it in the replay), hands
+    /// the namespace to the ztunnel and, once the ztunnel has its
+    /// listeners up in it, installs the ambient rules. ADD and the in-place
+    /// capture of a pod turning ambient both use it.
+    ///
+    /// The order matters for a running pod: rules installed before the
+    /// ztunnel listens would send its new connections to a closed port
+    /// (refused). A failure undoes what was done, so a pod is never left
+    /// with rules and no listener.
     async fn capture(&self, pod: &PodRecord, netns: &OwnedFd) -> Result<(), AgentError> {
-        let workload = &pod.workload;
-        self.redirect(workload, netns, |r, fd| r.install(fd, RuleKind::Ambient))
-            .await?;
         let pod = PodRecord {
             captured: true,
             ..pod.clone()
         };
         self.inner.state.save(&pod)?;
-        let delivery = self.inner.ztunnel.add_pod(&pod, netns.as_fd()).await;
-        match delivery.map_err(|source| AgentError::Ztunnel {
+        let captured = self.listeners_then_rules(&pod, netns).await;
+        if captured.is_err()
+            && let Err(undo) = self.release(&pod).await
+        {
+            tracing::warn!(workload = %pod.workload, error = %undo, "cannot undo a failed capture");
+        }
+        captured
+    }
+
+    async fn listeners_then_rules(
+        &self,
+        pod: &PodRecord,
+        netns: &OwnedFd,
+    ) -> Result<(), AgentError> {
+        let workload = &pod.workload;
+        let delivery = self.inner.ztunnel.add_pod(pod, netns.as_fd()).await;
+        let delivery = delivery.map_err(|source| AgentError::Ztunnel {
             workload: workload.clone(),
             source,
-        })? {
+        })?;
+        self.redirect(workload, netns, |r, fd| r.install(fd, RuleKind::Ambient))
+            .await?;
+        match delivery {
             Delivery::Sent => tracing::info!(%workload, uid = %pod.uid, "pod captured"),
+            // Its traffic is refused until the ztunnel is back (fail
+            // closed: the pod's mode asks for mutual TLS).
             Delivery::Deferred => {
                 tracing::info!(%workload, "pod captured; ztunnel not connected, sent when it is");
             }

@@ -24,7 +24,10 @@ fn sidecar_ipv4_redirects_both_directions() {
     has(&text, "-A PREROUTING -p tcp -j BRAID_PREROUTING");
 
     // Every exemption comes before the REDIRECT it guards.
-    let redirect_out = has(&text, "-A BRAID_OUTPUT -p tcp -j REDIRECT --to-ports 15001");
+    let redirect_out = has(
+        &text,
+        "-A BRAID_OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REDIRECT --to-ports 15001",
+    );
     for exempt in [
         "-A BRAID_OUTPUT -m mark --mark 0x539 -j RETURN",
         "-A BRAID_OUTPUT -m owner --uid-owner 1337 -j RETURN",
@@ -35,7 +38,7 @@ fn sidecar_ipv4_redirects_both_directions() {
     }
     let redirect_in = has(
         &text,
-        "-A BRAID_PREROUTING -p tcp -j REDIRECT --to-ports 15006",
+        "-A BRAID_PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REDIRECT --to-ports 15006",
     );
     for exempt in [
         "-A BRAID_PREROUTING -m mark --mark 0x539 -j RETURN",
@@ -68,7 +71,10 @@ fn exclusions_are_per_family_and_before_redirect() {
     config.mark = 0x10;
 
     let v4 = render(&config, Family::Ipv4);
-    let redirect = has(&v4, "-A BRAID_OUTPUT -p tcp -j REDIRECT --to-ports 15001");
+    let redirect = has(
+        &v4,
+        "-A BRAID_OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REDIRECT --to-ports 15001",
+    );
     assert!(has(&v4, "-A BRAID_OUTPUT -d 198.19.0.0/16 -j RETURN") < redirect);
     assert!(has(&v4, "-A BRAID_OUTPUT -p tcp -m tcp --dport 22 -j RETURN") < redirect);
     assert!(has(&v4, "-A BRAID_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN") < redirect);
@@ -91,10 +97,13 @@ fn custom_ports_move_redirects_and_exemptions() {
     (config.outbound_port, config.inbound_port, config.hbone_port) = (16001, 16006, 16008);
     config.proxy_uid = Some(2000);
     let text = render(&config, Family::Ipv4);
-    has(&text, "-A BRAID_OUTPUT -p tcp -j REDIRECT --to-ports 16001");
     has(
         &text,
-        "-A BRAID_PREROUTING -p tcp -j REDIRECT --to-ports 16006",
+        "-A BRAID_OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REDIRECT --to-ports 16001",
+    );
+    has(
+        &text,
+        "-A BRAID_PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REDIRECT --to-ports 16006",
     );
     has(
         &text,

@@ -115,20 +115,9 @@ impl Agent {
                 return Ok(());
             }
         };
-        match self.capture(pod, &netns).await {
-            Ok(()) => {
-                tracing::info!(workload = %pod.workload, uid = %pod.uid, "pod turned ambient; captured in place");
-                Ok(())
-            }
-            Err(error) => {
-                // Half a capture (rules without a ztunnel listener) would
-                // refuse the pod's traffic: undo it.
-                if let Err(undo) = self.release(pod).await {
-                    tracing::warn!(workload = %pod.workload, error = %undo, "cannot undo a failed capture");
-                }
-                Err(error)
-            }
-        }
+        self.capture(pod, &netns).await?;
+        tracing::info!(workload = %pod.workload, uid = %pod.uid, "pod turned ambient; captured in place");
+        Ok(())
     }
 
     /// Releases a captured pod whose grace is over; its record stays.

@@ -17,6 +17,9 @@ use crate::{
 #[derive(Default)]
 struct FakeRedirect {
     calls: Mutex<Vec<&'static str>>,
+    /// The rule operations and, from a fake ztunnel that shares it, the
+    /// pods it was handed, in the order they happened.
+    timeline: Mutex<Vec<&'static str>>,
 }
 
 impl Redirect for FakeRedirect {
@@ -42,7 +45,16 @@ impl FakeRedirect {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(call);
         }
+        self.happened(call);
         Ok(())
+    }
+    fn happened(&self, what: &'static str) {
+        if let Ok(mut timeline) = self.timeline.lock() {
+            timeline.push(what);
+        }
+    }
+    fn timeline(&self) -> Vec<&'static str> {
+        self.timeline.lock().map(|t| t.clone()).unwrap_or_default()
     }
     fn calls(&self) -> Vec<&'static str> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
@@ -98,6 +110,15 @@ fn fixture_with(sidecar_rules: bool) -> Fixture {
 
 /// A ztunnel that acks everything and reports (kind, uid, netns inode).
 fn ztunnel(path: &Path) -> mpsc::UnboundedReceiver<(String, String, u64)> {
+    ztunnel_on_timeline(path, None)
+}
+
+/// [`ztunnel`], also noting each pod it is handed (before it acks) on
+/// `timeline`'s timeline.
+fn ztunnel_on_timeline(
+    path: &Path,
+    timeline: Option<Arc<FakeRedirect>>,
+) -> mpsc::UnboundedReceiver<(String, String, u64)> {
     let listener = HandoffListener::bind(path).expect("bind");
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -105,6 +126,9 @@ fn ztunnel(path: &Path) -> mpsc::UnboundedReceiver<(String, String, u64)> {
         while let Ok(Some(event)) = conn.next().await {
             let seen = match &event {
                 PodEvent::Add { uid, netns, .. } => {
+                    if let Some(timeline) = &timeline {
+                        timeline.happened("ztunnel add");
+                    }
                     ("add".into(), uid.clone(), inode(netns.as_fd()))
                 }
                 PodEvent::Remove { uid } => ("remove".into(), uid.clone(), 0),
@@ -195,6 +219,53 @@ async fn ambient_pod_is_captured_replayed_and_released() {
 }
 
 #[tokio::test]
+async fn a_pod_the_ztunnel_refuses_gets_no_rules() {
+    let f = fixture();
+    let listener = HandoffListener::bind(&f.ztunnel_socket).expect("bind");
+    let (connected, is_connected) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut conn = listener.accept().await.expect("accept");
+        let mut connected = Some(connected);
+        while let Ok(Some(event)) = conn.next().await {
+            let answer = match event {
+                PodEvent::Add { .. } => Err("cannot enter the pod's namespace".to_string()),
+                PodEvent::SnapshotSent => {
+                    if let Some(tx) = connected.take() {
+                        let _ = tx.send(());
+                    }
+                    Ok(())
+                }
+                PodEvent::Remove { .. } => Ok(()),
+            };
+            if conn.ack(answer).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), is_connected)
+        .await
+        .expect("agent connects within 10s")
+        .expect("fake ztunnel alive");
+
+    let error = f
+        .agent
+        .handle(&request(Command::Add, "web-0", "u1"))
+        .await
+        .expect_err("the ztunnel refused the pod");
+    let text = error.to_string();
+    assert!(
+        text.contains("shop/web-0") && text.contains("cannot enter the pod's namespace"),
+        "{text}"
+    );
+    // Rules without a listener would refuse the pod's connections: none
+    // were installed (the undo's remove is a no-op) and the pod is not
+    // recorded as captured, so no replay hands it over half-done.
+    assert_eq!(f.redirect.calls(), ["remove"]);
+    let record = f.agent.inner.state.load("u1").expect("load");
+    assert!(record.is_some_and(|pod| !pod.captured));
+}
+
+#[tokio::test]
 async fn other_pods_are_left_alone_and_unknown_ones_fail() {
     let f = fixture();
     for pod in ["old-0", "side-0"] {
@@ -279,8 +350,8 @@ async fn switching_from(initial: DataPlaneMode) -> Switching {
         sidecar_rules: false,
         release_grace: Duration::from_millis(300),
     };
-    let mut events = ztunnel(&config.ztunnel_socket);
     let redirect = Arc::new(FakeRedirect::default());
+    let mut events = ztunnel_on_timeline(&config.ztunnel_socket, Some(redirect.clone()));
     let agent = Agent::new(config, modes.clone(), redirect.clone()).expect("agent");
     let running = tokio::spawn(agent.clone().run());
     assert_eq!(
@@ -318,6 +389,24 @@ impl Switching {
             m.insert("shop/web-0".into(), web_mode(mode));
         }
         self.modes.changes.send_replace(());
+    }
+
+    /// Waits (10 s at most) until the rule operations so far are `calls`
+    /// (a capture records the pod before it installs the rules).
+    async fn wait_for_calls(&self, calls: &[&str]) {
+        let wait = async {
+            while self.redirect.calls() != calls {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "rule operations {:?}, want {calls:?}",
+                    self.redirect.calls()
+                )
+            });
     }
 
     /// Waits (10 s at most) until pod `uid` is recorded as `captured`

@@ -25,7 +25,10 @@ async fn a_running_pod_that_turns_ambient_is_captured_without_an_add() {
         changed.elapsed()
     );
     s.wait_for_record("u1", Some(true)).await;
-    assert_eq!(s.redirect.calls(), ["install"]);
+    s.wait_for_calls(&["install"]).await;
+    // The running pod's connections are redirected only once the ztunnel
+    // listens in its namespace: the other order refuses them meanwhile.
+    assert_eq!(s.redirect.timeline(), ["ztunnel add", "install"]);
     s.agent
         .handle(&request(Command::Check, "web-0", "u1"))
         .await
@@ -51,7 +54,7 @@ async fn ambient_then_none_then_ambient_releases_then_captures_again() {
         ("add".into(), "u1".into(), own_inode())
     );
     s.wait_for_record("u1", Some(true)).await;
-    assert_eq!(s.redirect.calls(), ["install", "remove", "install"]);
+    s.wait_for_calls(&["install", "remove", "install"]).await;
     s.running.abort();
 }
 
