@@ -35,6 +35,11 @@
 //!    or any CNI call, while an ambient pod loops connections to it: none
 //!    fails, and traffic to it then arrives over HBONE with the caller's
 //!    identity.
+//! 9. A running pod the agent never saw (`early`, no CNI ADD) is adopted
+//!    when its namespace turns ambient: found by its address, captured with
+//!    no connection failing either way; the runtime's later ADD takes the
+//!    capture over without breaking an open tunnel, and its DEL releases it
+//!    for good (not adopted again while the control plane still lists it).
 //!
 //! Needs root (namespaces, iptables): skipped with a message otherwise, unless
 //! `CI=true`. The test first runs `cargo build -p braid-control -p
@@ -59,10 +64,10 @@ use std::time::{Duration, Instant};
 
 use braid_capture::testing::require_root;
 use support::{
-    Cluster, EchoConn, EchoServer, LATE, Looper, PODS, WEB_VIP, allow_principal, base_config,
-    deny_from_namespace, echo, established, eventually, has_ip, http_get, listener_pid,
-    listening_ports, namespace_yaml, namespaces_yaml, parse_ss, peer_authentication, pod_def,
-    pod_document, refused,
+    Cluster, EARLY, EchoConn, EchoServer, LATE, Looper, PODS, WEB_VIP, allow_principal,
+    base_config, deny_from_namespace, echo, established, eventually, has_ip, http_get,
+    listener_pid, listening_ports, namespace_yaml, namespaces_yaml, parse_ss, peer_authentication,
+    pod_def, pod_document, refused,
 };
 
 /// First traffic: certificates, xDS and the hand-off all have to happen.
@@ -79,6 +84,8 @@ const STRICT_FILE: &str = "inventory-strict.yaml";
 const LATE_NAMESPACE_FILE: &str = "late-namespace.yaml";
 const LATE_POD_FILE: &str = "late-pod.yaml";
 const LATE_ALLOW_FILE: &str = "late-allow-api.yaml";
+const EARLY_NAMESPACE_FILE: &str = "early-namespace.yaml";
+const EARLY_POD_FILE: &str = "early-pod.yaml";
 const API_ID: &str = "spiffe://cluster.local/ns/inventory/sa/api";
 
 #[test]
@@ -143,6 +150,13 @@ fn ambient_mesh_end_to_end() {
     a_running_pod_turns_ambient_in_place(&mut c);
     step("8: late none -> ambient in place, under load", t);
 
+    let t = Instant::now();
+    a_pod_unknown_to_the_agent_is_adopted(&mut c);
+    step(
+        "9: a pod the agent never saw is adopted, then ADD and DEL",
+        t,
+    );
+
     c.assert_processes();
     drop(c);
     step("total", started);
@@ -177,6 +191,9 @@ fn ambient_mesh_end_to_end() {
     let t = Instant::now();
     a_running_pod_turns_ambient_in_place(&mut c);
     step("kube 8: late none -> ambient in place, under load", t);
+    let t = Instant::now();
+    a_pod_unknown_to_the_agent_is_adopted(&mut c);
+    step("kube 9: a pod the agent never saw is adopted", t);
     c.assert_processes();
     if let Some(api) = &c.kube {
         api.clean_up();
@@ -655,6 +672,101 @@ fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
     );
     echo(&api, to_late).unwrap_or_else(|e| panic!("api -> late, the allowed principal: {e}"));
     c.remove_config(LATE_ALLOW_FILE);
+}
+
+/// Step 9: pod `early` runs before the agent knows of it (no CNI ADD, as
+/// for a pod started before Braid was installed on the node). When its
+/// namespace turns ambient, node-a's agent finds its network namespace by
+/// its address and captures it, while `api` loops connections to it and it
+/// loops connections to api: none fails. The runtime's ADD afterwards takes
+/// the capture over (a tunnel open through it keeps working, same
+/// listeners), and its DEL releases the pod.
+fn a_pod_unknown_to_the_agent_is_adopted(c: &mut Cluster) {
+    let early = c.add_extra_pod(&EARLY);
+    let server = EchoServer::start(&early, EARLY.port.expect("early's echo port"));
+    c.echo.push(server);
+    c.write_config(
+        EARLY_NAMESPACE_FILE,
+        &namespace_yaml(EARLY.namespace, "none"),
+    );
+    c.write_config(EARLY_POD_FILE, &pod_document(&EARLY));
+    let api = c.pod("api").clone();
+    let (to_early, to_api) = (EARLY.echo_addr(), pod_def("api").echo_addr());
+    eventually("api <-> early (mode none)", Duration::from_secs(15), || {
+        echo(&api, to_early).map_err(|e| e.to_string())?;
+        echo(&early, to_api).map_err(|e| e.to_string())
+    });
+
+    let inbound = Looper::start(&api, to_early);
+    let outbound = Looper::start(&early, to_api);
+    c.write_config(
+        EARLY_NAMESPACE_FILE,
+        &namespace_yaml(EARLY.namespace, "ambient"),
+    );
+    let ztunnel = c.ztunnel_pid("node-a");
+    let (_, took) = eventually(
+        "node-a's agent to adopt early",
+        Duration::from_secs(10),
+        || match listener_pid(&early, 15008) {
+            serving if serving.is_some() && serving == ztunnel => Ok(()),
+            serving => Err(format!(":15008 in early belongs to {serving:?}")),
+        },
+    );
+    eprintln!("ambient e2e:   early adopted {took:?} after its namespace turned ambient");
+    std::thread::sleep(Duration::from_secs(1));
+    expect_no_failures(inbound, "calls to early while it is adopted");
+    expect_no_failures(outbound, "early's own calls while it is adopted");
+
+    // A tunnel through the adopted capture survives the runtime's ADD.
+    let mut tunnel = eventually(
+        "an HBONE connection from api into early's :15008",
+        Duration::from_secs(5),
+        || {
+            let mut conn = EchoConn::connect(&api, to_early).map_err(|e| e.to_string())?;
+            conn.roundtrip().map_err(|e| e.to_string())?;
+            let conns = established(&early, 15008);
+            if conns
+                .iter()
+                .any(|(_, peer)| has_ip(peer, pod_def("api").ip))
+            {
+                Ok(conn)
+            } else {
+                Err(format!("established on :15008 in early: {conns:?}"))
+            }
+        },
+    )
+    .0;
+    c.cni_extra("ADD", &EARLY)
+        .unwrap_or_else(|e| panic!("ADD of the adopted pod: {e}"));
+    tunnel
+        .roundtrip()
+        .unwrap_or_else(|e| panic!("a tunnel opened before the ADD: {e}"));
+    assert_eq!(listener_pid(&early, 15008), ztunnel, "still the ztunnel's");
+    echo(&early, to_api).unwrap_or_else(|e| panic!("early -> api after the ADD: {e}"));
+
+    drop(tunnel);
+    c.cni_extra("DEL", &EARLY)
+        .unwrap_or_else(|e| panic!("DEL of the adopted pod: {e}"));
+    let released = || {
+        let ports = listening_ports(&early);
+        match ports.iter().any(|p| [15001, 15006, 15008].contains(p)) {
+            false => Ok(()),
+            true => Err(format!("listening in early: {ports:?}")),
+        }
+    };
+    eventually(
+        "early released by its DEL",
+        Duration::from_secs(5),
+        released,
+    );
+    // A deleted pod the control plane still lists is not adopted again,
+    // whatever changes meanwhile (here its mode, twice).
+    for mode in ["none", "ambient"] {
+        c.write_config(EARLY_NAMESPACE_FILE, &namespace_yaml(EARLY.namespace, mode));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    released().unwrap_or_else(|e| panic!("early adopted again after its DEL: {e}"));
+    c.remove_config(EARLY_POD_FILE);
 }
 
 /// A sidecar pod (`orders`, its own proxy) and ambient pods (served by the

@@ -17,8 +17,10 @@ use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 use crate::{Error, command};
 
+mod find;
 mod sockets;
 
+pub use find::{Found, find_holding, holds};
 pub use sockets::ListenOptions;
 
 /// The calling thread's own namespace; `/proc/self` would name the main

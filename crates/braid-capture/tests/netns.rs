@@ -95,3 +95,30 @@ fn commands_run_inside_without_moving_the_caller() -> anyhow::Result<()> {
     assert!(missing.is_err());
     Ok(())
 }
+
+#[test]
+fn the_namespace_holding_an_address_is_found() -> anyhow::Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let net = TestNet::new("find")?;
+    let a = net.add_pod("a", Ipv4Addr::new(198, 18, 1, 4))?;
+    let b = net.add_pod("b", Ipv4Addr::new(198, 18, 1, 5))?;
+    let b_ns = b.netns()?;
+    assert!(braid_capture::netns::holds(&b_ns, b.ip.into()));
+    assert!(!braid_capture::netns::holds(&b_ns, a.ip.into()));
+
+    let found = braid_capture::netns::find_holding(&[b.ip.into()])
+        .ok_or_else(|| anyhow::anyhow!("b's namespace not found"))?;
+    assert_eq!(found.netns.id(), b_ns.id());
+    assert_eq!(NetNs::open(&found.path)?.id(), b_ns.id());
+    // An address no namespace holds; the caller's own namespace is skipped
+    // even though it holds loopback.
+    let nowhere = Ipv4Addr::new(198, 18, 1, 250).into();
+    assert!(braid_capture::netns::find_holding(&[nowhere]).is_none());
+    let loopback = Ipv4Addr::LOCALHOST.into();
+    if let Some(found) = braid_capture::netns::find_holding(&[loopback]) {
+        assert_ne!(found.netns.id(), NetNs::current()?.id());
+    }
+    Ok(())
+}

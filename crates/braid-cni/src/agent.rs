@@ -4,6 +4,7 @@
 //! changes of running pods too (see [`reconcile`]): a pod turning ambient is
 //! captured in place, one leaving ambient is released.
 
+mod adopt;
 mod modes;
 mod reconcile;
 mod redirect;
@@ -15,13 +16,14 @@ mod ztunnel;
 mod tests;
 
 use std::{
+    collections::HashSet,
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-pub use modes::{FixedModes, ModeError, ModeSource, WorkloadMode, XdsModes, resolve};
+pub use modes::{FixedModes, ModeError, ModeSource, NodeWorkload, WorkloadMode, XdsModes, resolve};
 pub use redirect::{CaptureRedirect, Redirect, RedirectError, RuleKind};
 pub use state::{PodRecord, StateDir, StateError};
 
@@ -70,6 +72,11 @@ struct Inner {
     /// DEL, and each capture or release of the reconcile loop), so a DEL
     /// never interleaves with an in-place capture of the same pod.
     pods: tokio::sync::Mutex<()>,
+    /// Pods (`<namespace>/<pod>`) a DEL released: going away, so never
+    /// adopted, even while the control plane still lists them and their
+    /// namespace lingers. Cleared by an ADD of that name or when the
+    /// control plane forgets the pod.
+    deleted: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Why a plugin request failed; the text is returned to the runtime.
@@ -146,6 +153,7 @@ impl Agent {
                 state,
                 ztunnel,
                 pods: tokio::sync::Mutex::new(()),
+                deleted: std::sync::Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -183,6 +191,7 @@ impl Agent {
 
     async fn add(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let workload = request.workload();
+        self.deleted().remove(&workload);
         let path = PathBuf::from(&request.netns);
         let treatment = self.treatment(&workload).await?;
         let _pods = self.inner.pods.lock().await;
@@ -223,7 +232,8 @@ impl Agent {
                     netns: path,
                     captured: true,
                 };
-                self.capture(&pod, &netns).await
+                self.capture(&pod, &netns).await?;
+                self.take_over_adopted(&pod, &netns).await
             }
         }
     }
@@ -300,12 +310,44 @@ impl Agent {
         Ok(())
     }
 
+    fn deleted(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .deleted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After `pod`'s ADD, forgets an adopted record of the same pod: in the
+    /// same namespace the ztunnel has moved its capture to the ADD's uid;
+    /// in another one it is an earlier pod of that name, released now.
+    async fn take_over_adopted(&self, pod: &PodRecord, netns: &OwnedFd) -> Result<(), AgentError> {
+        let Some(adopted) = self.adopted(&pod.workload)? else {
+            return Ok(());
+        };
+        if !same_netns(netns, &adopted.netns) && adopted.captured {
+            self.release(&adopted).await?;
+        }
+        self.inner.state.remove(&adopted.uid)?;
+        Ok(())
+    }
+
     async fn del(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let uid = request.uid();
         let _pods = self.inner.pods.lock().await;
-        let Some(pod) = self.inner.state.load(uid)? else {
+        self.deleted().insert(request.workload());
+        let recorded = match self.inner.state.load(uid)? {
+            Some(pod) => Some(pod),
+            // A pod the agent adopted: known by its name (and namespace).
+            None => self.adopted(&request.workload())?.filter(|pod| {
+                request.netns.is_empty()
+                    || open_netns(Path::new(&request.netns))
+                        .is_ok_and(|given| same_netns(&given, &pod.netns))
+            }),
+        };
+        let Some(pod) = recorded else {
             return Ok(());
         };
+        let uid = pod.uid.clone();
         let pod = match request.netns.as_str() {
             "" => pod,
             given => PodRecord {
@@ -315,9 +357,9 @@ impl Agent {
         };
         if pod.captured {
             self.release(&pod).await?;
-            tracing::info!(workload = %pod.workload, uid, "pod released");
+            tracing::info!(workload = %pod.workload, %uid, "pod released");
         }
-        self.inner.state.remove(uid)?;
+        self.inner.state.remove(&uid)?;
         Ok(())
     }
 
@@ -327,7 +369,10 @@ impl Agent {
             Treatment::Uncaptured | Treatment::Sidecar => return Ok(()),
             Treatment::SidecarRules => RuleKind::Sidecar,
             Treatment::Capture => {
-                let captured = self.inner.state.load(request.uid())?;
+                let captured = match self.inner.state.load(request.uid())? {
+                    Some(pod) => Some(pod),
+                    None => self.adopted(&workload)?,
+                };
                 if !captured.is_some_and(|pod| pod.captured) {
                     return Err(AgentError::NotCaptured(workload));
                 }
@@ -403,6 +448,14 @@ enum Treatment {
 /// Opens a network namespace file (`/var/run/netns/…` or `/proc/N/ns/net`).
 pub(crate) fn open_netns(path: &Path) -> std::io::Result<OwnedFd> {
     std::fs::File::open(path).map(OwnedFd::from)
+}
+
+/// Whether `path` opens the namespace `netns` is (same device and inode;
+/// the paths may differ: a bind mount and `/proc/PID/ns/net`).
+fn same_netns(netns: &OwnedFd, path: &Path) -> bool {
+    let id = |fd: &OwnedFd| rustix::fs::fstat(fd).ok().map(|s| (s.st_dev, s.st_ino));
+    let other = open_netns(path).ok();
+    id(netns).is_some() && id(netns) == other.as_ref().and_then(id)
 }
 
 fn open_pod_netns(workload: &str, path: &Path) -> Result<OwnedFd, AgentError> {

@@ -561,6 +561,11 @@ impl Cluster {
     /// [`Cluster::add_extra_pod`]) against its node's agent; `Err` with the
     /// outcome if it failed.
     pub fn cni_add_extra(&self, def: &PodDef) -> Result<(), String> {
+        self.cni_extra("ADD", def)
+    }
+
+    /// Runs the plugin's `command` for `def` (see [`Cluster::cni_add_extra`]).
+    pub fn cni_extra(&self, command: &str, def: &PodDef) -> Result<(), String> {
         let socket = self
             .nodes
             .iter()
@@ -571,11 +576,11 @@ impl Cluster {
             .pods
             .get(def.name)
             .ok_or_else(|| format!("no pod {}", def.name))?;
-        let out = run_cni(&self.bins.cni, "ADD", &socket, def, pod);
+        let out = run_cni(&self.bins.cni, command, &socket, def, pod);
         if out.code == 0 {
             Ok(())
         } else {
-            Err(format!("CNI ADD of {}: {out:?}", def.name))
+            Err(format!("CNI {command} of {}: {out:?}", def.name))
         }
     }
 

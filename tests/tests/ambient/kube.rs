@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
-use super::{LATE, NAMESPACES};
+use super::{EARLY, LATE, NAMESPACES};
 
 /// The kube tier's harness: the shared cluster and its kubectl.
 #[path = "../kube/support.rs"]
@@ -78,7 +78,7 @@ impl ApiServer {
     /// Removes the test's namespaces (their pods first: with no kubelet,
     /// nobody else would finish deleting them).
     pub fn clean_up(&self) {
-        let extra = std::iter::once(LATE.namespace);
+        let extra = [LATE.namespace, EARLY.namespace];
         for ns in NAMESPACES.iter().map(|(ns, _)| *ns).chain(extra) {
             let _ = self.kubectl(
                 &[

@@ -145,6 +145,20 @@ pub const LATE: PodDef = PodDef {
     uid: "0b7e4a2c-0000-4000-8000-00000000014e",
 };
 
+/// A pod that was running before the node's agent knew of it (no CNI ADD
+/// until the test sends one), in its own namespace in mode none: step 9.
+pub const EARLY: PodDef = PodDef {
+    name: "early",
+    namespace: "early",
+    service_account: "early",
+    node: "node-a",
+    ip: Ipv4Addr::new(198, 18, 0, 42),
+    port: Some(8083),
+    ambient: false,
+    sidecar: false,
+    uid: "0b7e4a2c-0000-4000-8000-00000000014f",
+};
+
 /// The host's address on the bridge: the control plane listens there, so
 /// sidecars inside pods reach it.
 pub const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 254);

@@ -2,7 +2,7 @@
 //! plane's Workload resources over xDS ([`XdsModes`]) or, for tests, a fixed
 //! map ([`FixedModes`]).
 
-use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, path::Path, sync::Arc, time::Duration};
 
 use braid_model::{DataPlaneMode, Workload};
 use braid_xds::{Client, ClientHandle, ControlPlaneTls, Delta, NodeInfo, Subscription};
@@ -17,10 +17,28 @@ pub struct WorkloadMode {
     pub has_sidecar: bool,
 }
 
+/// A pod the control plane places on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeWorkload {
+    /// `<namespace>/<pod name>`.
+    pub workload: String,
+    /// The pod's addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Its mode.
+    pub mode: WorkloadMode,
+}
+
 /// A lookup of workload modes by `<namespace>/<pod name>`.
 pub trait ModeSource: Send + Sync + 'static {
     /// What is known about `workload` now, if anything.
     fn lookup(&self, workload: &str) -> Option<WorkloadMode>;
+
+    /// Every pod the control plane places on this node, so the agent can
+    /// adopt running pods it never saw an ADD for. Empty when the source
+    /// cannot tell (a fixed mode map).
+    fn on_this_node(&self) -> Vec<NodeWorkload> {
+        Vec::new()
+    }
 
     /// A receiver marked changed whenever [`lookup`](Self::lookup) may give
     /// a new answer.
@@ -71,6 +89,8 @@ pub struct FixedModes {
 #[derive(Debug)]
 pub struct XdsModes {
     handle: ClientHandle,
+    /// This node's name, as pods' `spec.nodeName` gives it.
+    node: String,
     changes: Arc<watch::Sender<()>>,
 }
 
@@ -184,7 +204,11 @@ impl XdsModes {
         })?;
         // The task ends on `shutdown` (in Drop); nothing to join.
         let (handle, _task) = client.spawn();
-        Ok(Self { handle, changes })
+        Ok(Self {
+            handle,
+            node: node.to_string(),
+            changes,
+        })
     }
 }
 
@@ -195,6 +219,25 @@ impl ModeSource for XdsModes {
             mode: cached.value.mode,
             has_sidecar: cached.value.has_sidecar,
         })
+    }
+
+    fn on_this_node(&self) -> Vec<NodeWorkload> {
+        let Some(store) = self.handle.store::<Workload>() else {
+            return Vec::new();
+        };
+        store
+            .snapshot()
+            .into_iter()
+            .filter(|(_, cached)| cached.value.node == self.node)
+            .map(|(name, cached)| NodeWorkload {
+                workload: name,
+                addresses: cached.value.addresses.clone(),
+                mode: WorkloadMode {
+                    mode: cached.value.mode,
+                    has_sidecar: cached.value.has_sidecar,
+                },
+            })
+            .collect()
     }
 
     fn changes(&self) -> watch::Receiver<()> {
@@ -256,12 +299,26 @@ mod tests {
                 "1",
                 &workload_to_proto(&workload("old-0", DataPlaneMode::Ambient, true)),
             ),
+            resource::<Workload>(
+                "shop/far-0",
+                "1",
+                &workload_to_proto(&Workload {
+                    node: "node-b".into(),
+                    ..workload("far-0", DataPlaneMode::Ambient, false)
+                }),
+            ),
         ];
         stream.send(response::<Workload>("n1", resources, &[]));
         let mode = waiting.await.expect("task").expect("known");
         assert!(mode.captured());
         let old = modes.lookup("shop/old-0").expect("known");
         assert!(!old.captured(), "a pod with a sidecar is never captured");
+        let here: Vec<String> = modes
+            .on_this_node()
+            .into_iter()
+            .map(|w| w.workload)
+            .collect();
+        assert_eq!(here, ["shop/old-0", "shop/web-0"]);
         let unknown = resolve(&*modes, "shop/ghost", Duration::from_millis(20)).await;
         assert!(
             matches!(unknown, Err(ModeError::Unknown { .. })),

@@ -66,9 +66,9 @@ impl Agent {
         let mut waiting = HashMap::new();
         let mut next: Option<Instant> = None;
         let mut wake_at = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
-        for pod in pods {
+        for pod in &pods {
             // Checked before the mode: a deleted pod's workload is unknown.
-            if !pod.captured && self.forget_if_gone(&pod).await {
+            if !pod.captured && self.forget_if_gone(pod).await {
                 continue;
             }
             // An unknown workload keeps its state: its DEL will come.
@@ -77,7 +77,7 @@ impl Agent {
             };
             match (pod.captured, mode.captured()) {
                 (false, true) => {
-                    if let Err(error) = self.capture_in_place(&pod).await {
+                    if let Err(error) = self.capture_in_place(pod).await {
                         tracing::warn!(workload = %pod.workload, %error, "cannot capture a pod that turned ambient; retrying");
                         wake_at(now + CAPTURE_RETRY);
                     }
@@ -89,13 +89,15 @@ impl Agent {
                         tracing::debug!(workload = %pod.workload, "pod leaves ambient mode; released after the grace");
                         wake_at(since + grace);
                         waiting.insert(pod.uid.clone(), since);
-                    } else if let Err(error) = self.release_in_place(&pod).await {
+                    } else if let Err(error) = self.release_in_place(pod).await {
                         tracing::warn!(workload = %pod.workload, %error, "cannot release a pod that left ambient mode");
                     }
                 }
             }
         }
         *leaving = waiting;
+        let recorded = pods.iter().map(|pod| pod.workload.clone()).collect();
+        self.adopt_unrecorded(&recorded).await;
         next
     }
 

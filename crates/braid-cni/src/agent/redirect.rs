@@ -2,7 +2,7 @@
 //! testable without iptables and independent of how `braid-capture` writes
 //! the rules.
 
-use std::os::fd::BorrowedFd;
+use std::{net::IpAddr, os::fd::BorrowedFd, path::PathBuf};
 
 /// Which rules a pod gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,13 @@ pub trait Redirect: Send + Sync + 'static {
 
     /// Fails unless exactly `kind`'s rules are present.
     fn check(&self, netns: BorrowedFd<'_>, kind: RuleKind) -> Result<(), RedirectError>;
+
+    /// A path opening the network namespace (not the agent's own) that
+    /// holds one of a pod's `addresses`, for adopting a running pod the
+    /// agent never saw an ADD for. Blocking; runs on the blocking pool.
+    fn find_netns(&self, addresses: &[IpAddr]) -> Option<PathBuf> {
+        braid_capture::netns::find_holding(addresses).map(|found| found.path)
+    }
 }
 
 /// A redirect operation failed.

@@ -16,6 +16,8 @@ use crate::{
 /// Records rule operations instead of running iptables.
 #[derive(Default)]
 struct FakeRedirect {
+    /// What `find_netns` answers (a real scan is not wanted in unit tests).
+    netns_of_unrecorded: Mutex<Option<PathBuf>>,
     calls: Mutex<Vec<&'static str>>,
     /// The rule operations and, from a fake ztunnel that shares it, the
     /// pods it was handed, in the order they happened.
@@ -37,6 +39,9 @@ impl Redirect for FakeRedirect {
             RuleKind::Ambient => "check",
             RuleKind::Sidecar => "check sidecar",
         })
+    }
+    fn find_netns(&self, _: &[std::net::IpAddr]) -> Option<PathBuf> {
+        self.netns_of_unrecorded.lock().ok()?.clone()
     }
 }
 
@@ -306,12 +311,29 @@ async fn missing_netns_names_the_pod_and_path() {
 /// Modes a test can change, like labels edited in the cluster.
 struct ChangingModes {
     modes: Mutex<BTreeMap<String, WorkloadMode>>,
+    /// The pods placed on this node (each with one address).
+    on_node: Mutex<Vec<String>>,
     changes: tokio::sync::watch::Sender<()>,
 }
 
 impl ModeSource for ChangingModes {
     fn lookup(&self, workload: &str) -> Option<WorkloadMode> {
         self.modes.lock().ok()?.get(workload).copied()
+    }
+    fn on_this_node(&self) -> Vec<NodeWorkload> {
+        let on_node = self.on_node.lock().map(|n| n.clone()).unwrap_or_default();
+        on_node
+            .into_iter()
+            .filter_map(|workload| {
+                let mode = self.lookup(&workload)?;
+                let addresses = vec![[198, 18, 0, 9].into()];
+                Some(NodeWorkload {
+                    workload,
+                    addresses,
+                    mode,
+                })
+            })
+            .collect()
     }
     fn changes(&self) -> tokio::sync::watch::Receiver<()> {
         self.changes.subscribe()
@@ -340,6 +362,7 @@ async fn switching_from(initial: DataPlaneMode) -> Switching {
             "shop/web-0".to_string(),
             web_mode(initial),
         )])),
+        on_node: Mutex::new(Vec::new()),
         changes: tokio::sync::watch::Sender::new(()),
     });
     let config = AgentConfig {
@@ -425,6 +448,7 @@ impl Switching {
     }
 }
 
+mod adopt;
 mod in_place;
 
 #[tokio::test]

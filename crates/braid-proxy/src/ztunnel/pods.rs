@@ -160,6 +160,21 @@ impl Pods {
                 pod.generation = generation;
                 return Ok(());
             }
+            // The same pod under a new uid: the agent adopted a running pod
+            // (its own uid) and the runtime's ADD now names it. Its
+            // listeners and connections carry on under the new uid.
+            let renamed = pods
+                .iter()
+                .find(|(_, pod)| pod.netns == netns.id() && pod.workload == workload)
+                .map(|(old, _)| old.clone());
+            if let Some(old) = renamed
+                && let Some(mut pod) = pods.remove(&old)
+            {
+                tracing::info!(%old, new = %uid, %workload, "captured pod renamed");
+                pod.generation = generation;
+                pods.insert(uid, pod);
+                return Ok(());
+            }
             // Binding before the old listeners in the same namespace are gone
             // would fail with EADDRINUSE: drop them first.
             drop(pods.remove(&uid));
