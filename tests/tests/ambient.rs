@@ -62,9 +62,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use braid_capture::testing::require_root;
+use braid_capture::testing::{TestPod, require_root};
 use support::{
-    Cluster, EARLY, EchoConn, EchoServer, LATE, Looper, PODS, WEB_VIP, allow_principal,
+    Cluster, EARLY, EchoConn, EchoServer, LATE, Looper, PODS, PodDef, WEB_VIP, allow_principal,
     base_config, deny_from_namespace, echo, established, eventually, has_ip, http_get,
     listener_pid, listening_ports, namespace_yaml, namespaces_yaml, parse_ss, peer_authentication,
     pod_def, pod_document, refused,
@@ -589,8 +589,8 @@ fn a_label_switch_to_none_releases_the_pod(c: &mut Cluster) {
 /// and it loops connections to api: node-a's agent captures it in place,
 /// with no restart and no CNI call, and no connection fails either way
 /// (the callers' HBONE dials wait out the moment between their switch and
-/// the capture; late's rules come only once the ztunnel listens in it). Afterwards api's connections
-/// arrive on late's :15008, and an ALLOW policy for api's SPIFFE identity
+/// the capture; late's rules come only once the ztunnel listens in it).
+/// Afterwards api's connections arrive on late's :15008, and an ALLOW policy for api's SPIFFE identity
 /// admits api but refuses plaintext legacy: late's side sees who calls.
 fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
     let late = c.add_extra_pod(&LATE);
@@ -608,54 +608,15 @@ fn a_running_pod_turns_ambient_in_place(c: &mut Cluster) {
         "late (mode none) must not be captured yet; listening: {ports:?}"
     );
     let api = c.pod("api").clone();
-    let to_late = LATE.echo_addr();
-    eventually("api -> late (mode none)", Duration::from_secs(10), || {
-        echo(&api, to_late).map_err(|e| e.to_string())
-    });
-
-    // And late's own calls out, which the capture starts redirecting to
-    // the ztunnel's listeners in late's namespace.
-    let to_api = pod_def("api").echo_addr();
-    eventually("late -> api (mode none)", Duration::from_secs(10), || {
+    let (to_late, to_api) = (LATE.echo_addr(), pod_def("api").echo_addr());
+    eventually("api <-> late (mode none)", Duration::from_secs(10), || {
+        echo(&api, to_late).map_err(|e| e.to_string())?;
         echo(&late, to_api).map_err(|e| e.to_string())
     });
 
-    let looper = Looper::start(&api, to_late);
-    let outbound = Looper::start(&late, to_api);
-    c.write_config(
-        LATE_NAMESPACE_FILE,
-        &namespace_yaml(LATE.namespace, "ambient"),
-    );
-    let ztunnel = c.ztunnel_pid("node-a");
-    let (_, took) = eventually(
-        "node-a's agent to capture late in place",
-        Duration::from_secs(10),
-        || match listener_pid(&late, 15008) {
-            serving if serving.is_some() && serving == ztunnel => Ok(()),
-            serving => Err(format!(":15008 in late belongs to {serving:?}")),
-        },
-    );
+    let took = turn_ambient_under_load(c, &LATE, LATE_NAMESPACE_FILE);
     eprintln!("ambient e2e:   late captured in place {took:?} after its namespace turned ambient");
-    // Keep looping while both ztunnels settle on the new mode.
-    std::thread::sleep(Duration::from_secs(1));
-    expect_no_failures(looper, "switching late to ambient in place");
-    expect_no_failures(outbound, "late's own calls while it is captured in place");
-
-    let api_ip = pod_def("api").ip;
-    eventually(
-        "an HBONE connection from api into late's :15008",
-        Duration::from_secs(5),
-        || {
-            let mut conn = EchoConn::connect(&api, to_late).map_err(|e| e.to_string())?;
-            conn.roundtrip().map_err(|e| e.to_string())?;
-            let conns = established(&late, 15008);
-            conns
-                .iter()
-                .any(|(_, peer)| has_ip(peer, api_ip))
-                .then_some(())
-                .ok_or_else(|| format!("established on :15008 in late: {conns:?}"))
-        },
-    );
+    hbone_from_api(&api, &LATE, &late);
 
     let legacy = c.pod("legacy").clone();
     c.write_config(
@@ -697,45 +658,12 @@ fn a_pod_unknown_to_the_agent_is_adopted(c: &mut Cluster) {
         echo(&early, to_api).map_err(|e| e.to_string())
     });
 
-    let inbound = Looper::start(&api, to_early);
-    let outbound = Looper::start(&early, to_api);
-    c.write_config(
-        EARLY_NAMESPACE_FILE,
-        &namespace_yaml(EARLY.namespace, "ambient"),
-    );
-    let ztunnel = c.ztunnel_pid("node-a");
-    let (_, took) = eventually(
-        "node-a's agent to adopt early",
-        Duration::from_secs(10),
-        || match listener_pid(&early, 15008) {
-            serving if serving.is_some() && serving == ztunnel => Ok(()),
-            serving => Err(format!(":15008 in early belongs to {serving:?}")),
-        },
-    );
+    let took = turn_ambient_under_load(c, &EARLY, EARLY_NAMESPACE_FILE);
     eprintln!("ambient e2e:   early adopted {took:?} after its namespace turned ambient");
-    std::thread::sleep(Duration::from_secs(1));
-    expect_no_failures(inbound, "calls to early while it is adopted");
-    expect_no_failures(outbound, "early's own calls while it is adopted");
 
     // A tunnel through the adopted capture survives the runtime's ADD.
-    let mut tunnel = eventually(
-        "an HBONE connection from api into early's :15008",
-        Duration::from_secs(5),
-        || {
-            let mut conn = EchoConn::connect(&api, to_early).map_err(|e| e.to_string())?;
-            conn.roundtrip().map_err(|e| e.to_string())?;
-            let conns = established(&early, 15008);
-            if conns
-                .iter()
-                .any(|(_, peer)| has_ip(peer, pod_def("api").ip))
-            {
-                Ok(conn)
-            } else {
-                Err(format!("established on :15008 in early: {conns:?}"))
-            }
-        },
-    )
-    .0;
+    let mut tunnel = hbone_from_api(&api, &EARLY, &early);
+    let ztunnel = c.ztunnel_pid("node-a");
     c.cni_extra("ADD", &EARLY)
         .unwrap_or_else(|e| panic!("ADD of the adopted pod: {e}"));
     tunnel
@@ -767,6 +695,57 @@ fn a_pod_unknown_to_the_agent_is_adopted(c: &mut Cluster) {
     }
     released().unwrap_or_else(|e| panic!("early adopted again after its DEL: {e}"));
     c.remove_config(EARLY_POD_FILE);
+}
+
+/// Switches `def`'s namespace (its file `ns_file`) to ambient while `api`
+/// loops connections to the pod and the pod loops connections to api;
+/// waits until the pod's :15008 belongs to its node's ztunnel and checks
+/// that no connection failed either way. Returns how long the capture took.
+fn turn_ambient_under_load(c: &Cluster, def: &PodDef, ns_file: &str) -> Duration {
+    let (api, pod) = (c.pod("api").clone(), c.pod(def.name).clone());
+    let (to_pod, to_api) = (def.echo_addr(), pod_def("api").echo_addr());
+    let inbound = Looper::start(&api, to_pod);
+    let outbound = Looper::start(&pod, to_api);
+    c.write_config(ns_file, &namespace_yaml(def.namespace, "ambient"));
+    let ztunnel = c.ztunnel_pid(def.node);
+    let (_, took) = eventually(
+        &format!("{}'s agent to capture {}", def.node, def.name),
+        Duration::from_secs(10),
+        || match listener_pid(&pod, 15008) {
+            serving if serving.is_some() && serving == ztunnel => Ok(()),
+            serving => Err(format!(":15008 in {} belongs to {serving:?}", def.name)),
+        },
+    );
+    // Keep looping while both ztunnels settle on the new mode.
+    std::thread::sleep(Duration::from_secs(1));
+    let name = def.name;
+    expect_no_failures(inbound, &format!("calls to {name} while it is captured"));
+    expect_no_failures(
+        outbound,
+        &format!("{name}'s own calls while it is captured"),
+    );
+    took
+}
+
+/// An open connection from `api` to `def`'s pod that arrived on the pod's
+/// :15008, i.e. over HBONE.
+fn hbone_from_api(api: &TestPod, def: &PodDef, pod: &TestPod) -> EchoConn {
+    let api_ip = pod_def("api").ip;
+    eventually(
+        &format!("an HBONE connection from api into {}'s :15008", def.name),
+        Duration::from_secs(5),
+        || {
+            let mut conn = EchoConn::connect(api, def.echo_addr()).map_err(|e| e.to_string())?;
+            conn.roundtrip().map_err(|e| e.to_string())?;
+            let conns = established(pod, 15008);
+            if conns.iter().any(|(_, peer)| has_ip(peer, api_ip)) {
+                Ok(conn)
+            } else {
+                Err(format!("established on :15008 in {}: {conns:?}", def.name))
+            }
+        },
+    )
+    .0
 }
 
 /// A sidecar pod (`orders`, its own proxy) and ambient pods (served by the
