@@ -13,6 +13,9 @@
 //! * [`plugin`]: the CNI plugin (the same binary, when `CNI_COMMAND` is
 //!   set), chained after the main network plugin; it forwards Kubernetes pods
 //!   to the agent over [`agent_api`] and passes `prevResult` through.
+//! * [`chain`]: puts the plugin last in the node's CNI configuration (and
+//!   takes it out), for `braid-cni install` and the agent's
+//!   `--cni-conf-dir`.
 //!
 //! What it is not: it does not proxy traffic or open listeners (the ztunnel
 //! does, inside the handed-over namespace), it does not write iptables rules
@@ -21,5 +24,6 @@
 
 pub mod agent;
 pub mod agent_api;
+pub mod chain;
 pub mod handoff;
 pub mod plugin;

@@ -6,7 +6,7 @@ use std::{io::Read as _, path::PathBuf, process::ExitCode, sync::Arc, time::Dura
 use anyhow::Context as _;
 use braid_cni::{
     agent::{Agent, AgentConfig, CaptureRedirect, FixedModes, ModeSource, XdsModes},
-    plugin,
+    chain, plugin,
 };
 use clap::Parser;
 
@@ -15,7 +15,22 @@ use clap::Parser;
 #[command(name = "braid-cni", version)]
 enum Cli {
     /// Run the node agent: serve the plugin socket and feed the ztunnel.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
+    /// Add braid-cni as the last plugin of the node's CNI configuration
+    /// (the first file in the directory, as the runtime picks it).
+    Install(ChainArgs),
+    /// Take braid-cni out of the node's CNI configuration.
+    Uninstall(ChainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ChainArgs {
+    /// The runtime's CNI configuration directory.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// The agent's socket, as the plugin (on the host) reaches it.
+    #[arg(long, default_value = "/var/run/braid/cni.sock")]
+    agent_socket: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +76,16 @@ struct AgentArgs {
     /// is released, so every proxy has stopped tunnelling to it first.
     #[arg(long, default_value = "2000", value_name = "MS")]
     release_grace_ms: u64,
+    /// Keep braid-cni last in this CNI configuration directory while the
+    /// agent runs (checked every 10 s, in case the network plugin rewrote
+    /// its file), and take it out when the agent stops.
+    #[arg(long, value_name = "DIR")]
+    cni_conf_dir: Option<PathBuf>,
+    /// With --cni-conf-dir: leave braid-cni in the chain when the agent
+    /// stops. New pods then fail to start until an agent is back (instead
+    /// of starting uncaptured, to be adopted when it is).
+    #[arg(long, requires = "cni_conf_dir")]
+    keep_chain_on_exit: bool,
     /// Tests only: take modes from a JSON map {"ns/pod": "ambient"} instead of xDS.
     #[arg(long, hide = true, value_name = "FILE")]
     mode_file: Option<PathBuf>,
@@ -70,9 +95,24 @@ fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
         return run_plugin();
     }
-    let Cli::Agent(args) = Cli::parse();
     init_logging("info");
-    match run_agent(args) {
+    let outcome = match Cli::parse() {
+        Cli::Agent(args) => run_agent(args),
+        Cli::Install(args) => chain::install(&args.cni_conf_dir, &args.agent_socket)
+            .map(|installed| match installed {
+                chain::Installed::Added(path) => {
+                    tracing::info!(file = %path.display(), "braid-cni added to the CNI chain");
+                }
+                chain::Installed::Present(path) => {
+                    tracing::info!(file = %path.display(), "braid-cni already last in the CNI chain");
+                }
+            })
+            .map_err(anyhow::Error::from),
+        Cli::Uninstall(args) => chain::remove(&args.cni_conf_dir)
+            .map(|removed| tracing::info!(removed, "braid-cni taken out of the CNI chain"))
+            .map_err(anyhow::Error::from),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -107,7 +147,7 @@ fn run_plugin() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+async fn run_agent(args: Box<AgentArgs>) -> anyhow::Result<()> {
     let modes: Arc<dyn ModeSource> = match &args.mode_file {
         Some(path) => Arc::new(FixedModes::from_file(path)?),
         None => {
@@ -137,16 +177,59 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         sidecar_rules: args.sidecar_rules,
         release_grace: Duration::from_millis(args.release_grace_ms),
     };
+    let chain_socket = config.socket.clone();
     let agent = Agent::new(config, modes, Arc::new(CaptureRedirect))?;
     tracing::info!(node = %args.node, "braid-cni agent starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;
-    tokio::select! {
-        served = agent.run() => served?,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        _ = term.recv() => tracing::info!("terminated; stopping"),
+    // Joined as `run` binds the socket; an ADD in between fails with
+    // "agent unreachable", which the runtime retries.
+    let chain = args
+        .cni_conf_dir
+        .clone()
+        .map(|dir| tokio::spawn(keep_in_chain(dir, chain_socket)));
+    let served = tokio::select! {
+        served = agent.run() => served,
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted; stopping"); Ok(()) }
+        _ = term.recv() => { tracing::info!("terminated; stopping"); Ok(()) }
+    };
+    if let Some(task) = chain {
+        task.abort();
     }
-    Ok(())
+    if let Some(dir) = &args.cni_conf_dir
+        && !args.keep_chain_on_exit
+    {
+        match chain::remove(dir) {
+            Ok(removed) => tracing::info!(removed, "braid-cni taken out of the CNI chain"),
+            Err(error) => tracing::warn!(%error, "cannot take braid-cni out of the CNI chain"),
+        }
+    }
+    Ok(served?)
+}
+
+/// How often the agent checks that it is still in the CNI chain.
+const CHAIN_CHECK: Duration = Duration::from_secs(10);
+
+/// Keeps braid-cni last in `dir`'s primary configuration, forever.
+async fn keep_in_chain(dir: PathBuf, socket: PathBuf) {
+    let mut failing = false;
+    loop {
+        match chain::install(&dir, &socket) {
+            Ok(chain::Installed::Added(path)) => {
+                tracing::info!(file = %path.display(), "braid-cni added to the CNI chain");
+                failing = false;
+            }
+            Ok(chain::Installed::Present(_)) => failing = false,
+            // Logged once per streak: a node without a network plugin yet
+            // would log every 10 s otherwise.
+            Err(error) if !failing => {
+                tracing::warn!(%error, "cannot put braid-cni in the CNI chain; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(CHAIN_CHECK).await;
+    }
 }
 
 fn control_plane_tls(args: &AgentArgs) -> anyhow::Result<Option<braid_xds::ControlPlaneTls>> {

@@ -24,6 +24,9 @@ pub struct Node {
     pub admin: SocketAddr,
     pub handoff_socket: PathBuf,
     pub agent_socket: PathBuf,
+    /// The node's CNI configuration directory: the agent puts braid-cni
+    /// in its chain, and the plugin runs take their configuration from it.
+    pub cni_conf_dir: PathBuf,
     pub ztunnel: Option<Process>,
     pub agent: Option<Process>,
 }
@@ -207,6 +210,10 @@ impl Cluster {
         std::fs::write(&token_file, node_token(node)).expect("write the node token");
         let handoff_socket = dir.join("ztunnel.sock");
         let agent_socket = dir.join("cni.sock");
+        let cni_conf_dir = dir.join("net.d");
+        std::fs::create_dir_all(&cni_conf_dir).expect("create the CNI configuration directory");
+        std::fs::write(cni_conf_dir.join(PRIMARY_FILE), PRIMARY_CONFLIST)
+            .expect("write the primary CNI configuration");
         let control_plane = format!("http://{}", self.xds);
         // Two ztunnels share this host: each gets its own loopback ports.
         let port = || format!("127.0.0.1:{}", free_port());
@@ -269,6 +276,8 @@ impl Cluster {
             // Sidecar pods get their rules from the plugin too (init is
             // then a no-op).
             "--sidecar-rules".into(),
+            "--cni-conf-dir".into(),
+            cni_conf_dir.clone().into(),
         ];
         let mut agent = Process::start(
             &format!("agent {node}"),
@@ -278,14 +287,14 @@ impl Cluster {
             self.log(&format!("agent-{node}")),
         );
         eventually(
-            &format!("the {node} agent's plugin socket"),
+            &format!("the {node} agent's plugin socket, and braid-cni in its chain"),
             Duration::from_secs(20),
             || {
                 agent.assert_running();
-                agent_socket
-                    .exists()
-                    .then_some(())
-                    .ok_or_else(|| format!("{} does not exist", agent_socket.display()))
+                if !agent_socket.exists() {
+                    return Err(format!("{} does not exist", agent_socket.display()));
+                }
+                chained_conf(&cni_conf_dir).map(drop)
             },
         );
         self.nodes.push(Node {
@@ -293,6 +302,7 @@ impl Cluster {
             admin,
             handoff_socket,
             agent_socket,
+            cni_conf_dir,
             ztunnel: Some(ztunnel),
             agent: Some(agent),
         });
@@ -306,7 +316,7 @@ impl Cluster {
             .nodes
             .iter()
             .find(|n| n.name == def.node)
-            .map(|n| n.agent_socket.clone())
+            .map(|n| n.cni_conf_dir.clone())
             .expect("the pod's node");
         run_cni(&self.bins.cni, command, &socket, &def, self.pod(name))
     }
@@ -570,7 +580,7 @@ impl Cluster {
             .nodes
             .iter()
             .find(|n| n.name == def.node)
-            .map(|n| n.agent_socket.clone())
+            .map(|n| n.cni_conf_dir.clone())
             .ok_or_else(|| format!("no node {}", def.node))?;
         let pod = self
             .pods

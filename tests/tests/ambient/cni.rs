@@ -34,23 +34,53 @@ pub fn prev_result(def: &PodDef, pod: &TestPod) -> Value {
     })
 }
 
+/// The primary network configuration a node's agent chains onto: a list
+/// whose first plugin stands for the node's network plugin (the tests set
+/// up pod networking themselves).
+pub const PRIMARY_CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "braid-e2e",
+  "plugins": [{"type": "ptp", "ipam": {"type": "host-local", "subnet": "198.18.0.0/15"}}]
+}"#;
+
+/// The file in a node's configuration directory holding [`PRIMARY_CONFLIST`].
+pub const PRIMARY_FILE: &str = "10-braid-e2e.conflist";
+
+/// The `braid-cni` entry of the chain in `conf_dir`, as the runtime would
+/// hand it to the plugin: the list's `cniVersion` and `name` plus the
+/// plugin's own fields. `Err` while the agent has not added it.
+pub fn chained_conf(conf_dir: &Path) -> Result<Value, String> {
+    let path = conf_dir.join(PRIMARY_FILE);
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let list: Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let plugins = list["plugins"].as_array().cloned().unwrap_or_default();
+    let last = plugins.last().cloned().unwrap_or_default();
+    if last["type"] != "braid-cni" {
+        return Err(format!(
+            "braid-cni is not the last plugin of {}: {list}",
+            path.display()
+        ));
+    }
+    let mut conf = last;
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf["name"] = list["name"].clone();
+    Ok(conf)
+}
+
 /// Runs the `braid-cni` plugin binary for `pod` exactly as a runtime does:
-/// `CNI_*` environment only, network configuration on stdin, result on
-/// stdout; killed after 45 s.
+/// its entry of the chain in `conf_dir` (which the node's agent wrote) with
+/// `prevResult`, `CNI_*` environment only, result on stdout; killed after
+/// 45 s.
 pub fn run_cni(
     plugin: &Path,
     command: &str,
-    agent_socket: &Path,
+    conf_dir: &Path,
     def: &PodDef,
     pod: &TestPod,
 ) -> CniOutcome {
-    let conf = json!({
-        "cniVersion": "1.0.0",
-        "name": "k8s",
-        "type": "braid-cni",
-        "agentSocket": agent_socket,
-        "prevResult": prev_result(def, pod),
-    });
+    let mut conf = chained_conf(conf_dir).unwrap_or_else(|e| panic!("CNI {command}: {e}"));
+    conf["prevResult"] = prev_result(def, pod);
     let container = format!("c-{}", def.uid);
     let mut child = Command::new(plugin)
         .env_clear()
