@@ -16,7 +16,6 @@ mod ztunnel;
 mod tests;
 
 use std::{
-    collections::HashSet,
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     sync::Arc,
@@ -72,11 +71,9 @@ struct Inner {
     /// DEL, and each capture or release of the reconcile loop), so a DEL
     /// never interleaves with an in-place capture of the same pod.
     pods: tokio::sync::Mutex<()>,
-    /// Pods (`<namespace>/<pod>`) a DEL released: going away, so never
-    /// adopted, even while the control plane still lists them and their
-    /// namespace lingers. Cleared by an ADD of that name or when the
-    /// control plane forgets the pod.
-    deleted: std::sync::Mutex<HashSet<String>>,
+    /// What adoption remembers between passes (pods deleted, pods whose
+    /// namespace was not found).
+    adoption: std::sync::Mutex<adopt::Adoption>,
 }
 
 /// Why a plugin request failed; the text is returned to the runtime.
@@ -153,7 +150,7 @@ impl Agent {
                 state,
                 ztunnel,
                 pods: tokio::sync::Mutex::new(()),
-                deleted: std::sync::Mutex::new(HashSet::new()),
+                adoption: std::sync::Mutex::new(adopt::Adoption::default()),
             }),
         })
     }
@@ -191,7 +188,7 @@ impl Agent {
 
     async fn add(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let workload = request.workload();
-        self.deleted().remove(&workload);
+        self.adoption().added(&workload);
         let path = PathBuf::from(&request.netns);
         let treatment = self.treatment(&workload).await?;
         let _pods = self.inner.pods.lock().await;
@@ -310,9 +307,9 @@ impl Agent {
         Ok(())
     }
 
-    fn deleted(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn adoption(&self) -> std::sync::MutexGuard<'_, adopt::Adoption> {
         self.inner
-            .deleted
+            .adoption
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -334,7 +331,7 @@ impl Agent {
     async fn del(&self, request: &AgentRequest) -> Result<(), AgentError> {
         let uid = request.uid();
         let _pods = self.inner.pods.lock().await;
-        self.deleted().insert(request.workload());
+        self.adoption().deleted(request.workload());
         let recorded = match self.inner.state.load(uid)? {
             Some(pod) => Some(pod),
             // A pod the agent adopted: known by its name (and namespace).

@@ -12,9 +12,70 @@
 //! runtime's uid without new listeners; a DEL finds an adopted record by
 //! the pod's name.
 
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use tokio::time::Instant;
 
 use super::{Agent, AgentError, PodRecord, modes::NodeWorkload, open_pod_netns};
+
+/// The first pause before looking again for a pod whose namespace was not
+/// found; it doubles up to [`MAX_PAUSE`]. Looking means reading every
+/// process's namespace, so a pod that is listed here but not running (not
+/// started yet, or gone) must not cost that on every pass.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// The longest pause between two searches for the same pod.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// What adoption remembers between passes.
+#[derive(Debug, Default)]
+pub(super) struct Adoption {
+    /// Pods (`<namespace>/<pod>`) a DEL released: going away, so never
+    /// adopted, even while the control plane still lists them and their
+    /// namespace lingers. Cleared by an ADD of that name.
+    deleted: HashSet<String>,
+    /// Pods whose namespace was not found: when to look again, and the
+    /// pause after that.
+    unfound: HashMap<String, (Instant, Duration)>,
+}
+
+impl Adoption {
+    /// A CNI ADD for `workload`: a new pod of that name.
+    pub(super) fn added(&mut self, workload: &str) {
+        self.deleted.remove(workload);
+        self.unfound.remove(workload);
+    }
+
+    /// A CNI DEL for `workload`.
+    pub(super) fn deleted(&mut self, workload: String) {
+        self.deleted.insert(workload);
+    }
+
+    /// Forgets pods the control plane no longer places on this node.
+    fn keep_only(&mut self, on_node: &[NodeWorkload]) {
+        let listed = |workload: &String| on_node.iter().any(|pod| &pod.workload == workload);
+        self.deleted.retain(listed);
+        self.unfound.retain(|workload, _| listed(workload));
+    }
+
+    /// Whether to look for `workload`'s namespace now.
+    fn due(&self, workload: &str, now: Instant) -> bool {
+        !self.deleted.contains(workload)
+            && self.unfound.get(workload).is_none_or(|(at, _)| now >= *at)
+    }
+
+    /// `workload`'s namespace was not found at `now`.
+    fn not_found(&mut self, workload: &str, now: Instant) {
+        let pause = self
+            .unfound
+            .get(workload)
+            .map_or(FIRST_PAUSE, |(_, pause)| (*pause * 2).min(MAX_PAUSE));
+        self.unfound
+            .insert(workload.to_string(), (now + pause, pause));
+    }
+}
 
 /// The start of every adopted pod's uid. Runtime uids are UUIDs, so the
 /// two never collide.
@@ -33,19 +94,21 @@ impl Agent {
     /// holds the workload names of every record.
     pub(super) async fn adopt_unrecorded(&self, recorded: &HashSet<String>) {
         let on_node = self.inner.modes.on_this_node();
-        let deleted = {
-            let mut deleted = self.deleted();
-            deleted.retain(|workload| on_node.iter().any(|pod| &pod.workload == workload));
-            deleted.clone()
+        let now = Instant::now();
+        let due: Vec<NodeWorkload> = {
+            let mut adoption = self.adoption();
+            adoption.keep_only(&on_node);
+            on_node
+                .into_iter()
+                .filter(|pod| {
+                    pod.mode.captured()
+                        && !pod.addresses.is_empty()
+                        && !recorded.contains(&pod.workload)
+                        && adoption.due(&pod.workload, now)
+                })
+                .collect()
         };
-        for pod in on_node {
-            if !pod.mode.captured()
-                || pod.addresses.is_empty()
-                || recorded.contains(&pod.workload)
-                || deleted.contains(&pod.workload)
-            {
-                continue;
-            }
+        for pod in due {
             match self.adopt(&pod).await {
                 Ok(true) => {
                     tracing::info!(workload = %pod.workload, "running pod adopted: captured without a CNI ADD");
@@ -53,6 +116,7 @@ impl Agent {
                 // Not running here (yet): its ADD will capture it.
                 Ok(false) => {
                     tracing::debug!(workload = %pod.workload, addresses = ?pod.addresses, "no network namespace holds the pod's address");
+                    self.adoption().not_found(&pod.workload, now);
                 }
                 Err(error) => {
                     tracing::warn!(workload = %pod.workload, %error, "cannot adopt a running pod");
@@ -76,8 +140,8 @@ impl Agent {
         let _pods = self.inner.pods.lock().await;
         // An ADD may have recorded the pod while the search ran, or a DEL
         // released it.
-        if self.deleted().contains(&pod.workload) {
-            return Ok(false);
+        if self.adoption().deleted.contains(&pod.workload) {
+            return Ok(true);
         }
         if self
             .inner

@@ -18,6 +18,8 @@ use crate::{
 struct FakeRedirect {
     /// What `find_netns` answers (a real scan is not wanted in unit tests).
     netns_of_unrecorded: Mutex<Option<PathBuf>>,
+    /// How many times `find_netns` was called.
+    searches: std::sync::atomic::AtomicUsize,
     calls: Mutex<Vec<&'static str>>,
     /// The rule operations and, from a fake ztunnel that shares it, the
     /// pods it was handed, in the order they happened.
@@ -41,6 +43,8 @@ impl Redirect for FakeRedirect {
         })
     }
     fn find_netns(&self, _: &[std::net::IpAddr]) -> Option<PathBuf> {
+        self.searches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.netns_of_unrecorded.lock().ok()?.clone()
     }
 }

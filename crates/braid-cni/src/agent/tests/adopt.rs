@@ -108,5 +108,21 @@ async fn pods_not_running_here_or_not_ambient_are_not_adopted() {
     assert_eq!(next(&mut s.events).await.1, "u1");
     let event = tokio::time::timeout(Duration::from_millis(300), next(&mut s.events)).await;
     assert!(event.is_err(), "nothing adopted: {event:?}");
+    // The search (every process's namespace) is not repeated on each
+    // pass: the next one waits a second, then longer.
+    for _ in 0..3 {
+        s.modes.changes.send_replace(());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let searches = || {
+        s.redirect
+            .searches
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(searches(), 1, "one search within the first second");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    s.modes.changes.send_replace(());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(searches(), 2, "searched again once the pause is over");
     s.running.abort();
 }
