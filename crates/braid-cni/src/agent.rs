@@ -450,9 +450,10 @@ pub(crate) fn open_netns(path: &Path) -> std::io::Result<OwnedFd> {
 /// Whether `path` opens the namespace `netns` is (same device and inode;
 /// the paths may differ: a bind mount and `/proc/PID/ns/net`).
 fn same_netns(netns: &OwnedFd, path: &Path) -> bool {
-    let id = |fd: &OwnedFd| rustix::fs::fstat(fd).ok().map(|s| (s.st_dev, s.st_ino));
-    let other = open_netns(path).ok();
-    id(netns).is_some() && id(netns) == other.as_ref().and_then(id)
+    use braid_capture::NetNs;
+    let here = netns.try_clone().map(|fd| NetNs::from_fd(fd).id());
+    let there = NetNs::open(path).map(|ns| ns.id());
+    matches!((here, there), (Ok(a), Ok(b)) if a == b)
 }
 
 fn open_pod_netns(workload: &str, path: &Path) -> Result<OwnedFd, AgentError> {

@@ -5,7 +5,7 @@
 //! `.json`; the node's primary network plugin owns that file. `braid-cni`
 //! must be the **last** plugin of that list, so it sees the pod's address
 //! in `prevResult`. [`install`] appends it (converting a single-plugin
-//! `.conf` into a `.conflist`), [`remove`] takes it out again; both write
+//! `.conf` or `.json` into a `.conflist`), [`remove`] takes it out again; both write
 //! atomically and leave every other plugin as it was.
 
 use std::path::{Path, PathBuf};
@@ -60,12 +60,14 @@ pub enum ChainError {
 pub fn install(dir: &Path, agent_socket: &Path) -> Result<Installed, ChainError> {
     let path = primary(dir)?;
     let mut config = read(&path)?;
+    // A single-plugin file (`.conf` or `.json`) is read by the runtime as
+    // one plugin, so the list goes into a `.conflist` of the same name.
+    let converted = config.get("plugins").is_none();
     let mut list = as_list(&path, &mut config)?;
     let changed = with_braid(&mut list, agent_socket).map_err(|reason| ChainError::Invalid {
         path: path.clone(),
         reason,
     })?;
-    let converted = path.extension().is_some_and(|e| e == "conf");
     if !changed && !converted {
         return Ok(Installed::Present(path));
     }

@@ -77,6 +77,16 @@ impl Adoption {
     }
 }
 
+/// What one adoption attempt came to.
+enum Adopted {
+    /// The pod is captured.
+    Captured,
+    /// No namespace holds its addresses (not running here yet).
+    NotFound,
+    /// An ADD or DEL for it came while its namespace was searched for.
+    Overtaken,
+}
+
 /// The start of every adopted pod's uid. Runtime uids are UUIDs, so the
 /// two never collide.
 const ADOPTED: &str = "adopted_";
@@ -110,11 +120,12 @@ impl Agent {
         };
         for pod in due {
             match self.adopt(&pod).await {
-                Ok(true) => {
+                Ok(Adopted::Captured) => {
                     tracing::info!(workload = %pod.workload, "running pod adopted: captured without a CNI ADD");
                 }
+                Ok(Adopted::Overtaken) => {}
                 // Not running here (yet): its ADD will capture it.
-                Ok(false) => {
+                Ok(Adopted::NotFound) => {
                     tracing::debug!(workload = %pod.workload, addresses = ?pod.addresses, "no network namespace holds the pod's address");
                     self.adoption().not_found(&pod.workload, now);
                 }
@@ -125,9 +136,8 @@ impl Agent {
         }
     }
 
-    /// Finds `pod`'s namespace and captures it; `false` if none holds its
-    /// addresses.
-    async fn adopt(&self, pod: &NodeWorkload) -> Result<bool, AgentError> {
+    /// Finds `pod`'s namespace and captures it.
+    async fn adopt(&self, pod: &NodeWorkload) -> Result<Adopted, AgentError> {
         let redirect = self.inner.redirect.clone();
         let addresses = pod.addresses.clone();
         let found = tokio::task::spawn_blocking(move || redirect.find_netns(&addresses))
@@ -135,22 +145,20 @@ impl Agent {
             .ok()
             .flatten();
         let Some(path) = found else {
-            return Ok(false);
+            return Ok(Adopted::NotFound);
         };
         let _pods = self.inner.pods.lock().await;
         // An ADD may have recorded the pod while the search ran, or a DEL
         // released it.
-        if self.adoption().deleted.contains(&pod.workload) {
-            return Ok(true);
-        }
-        if self
-            .inner
-            .state
-            .all()?
-            .iter()
-            .any(|r| r.workload == pod.workload)
+        if self.adoption().deleted.contains(&pod.workload)
+            || self
+                .inner
+                .state
+                .all()?
+                .iter()
+                .any(|r| r.workload == pod.workload)
         {
-            return Ok(true);
+            return Ok(Adopted::Overtaken);
         }
         let netns = open_pod_netns(&pod.workload, &path)?;
         let record = PodRecord {
@@ -160,7 +168,7 @@ impl Agent {
             captured: true,
         };
         self.capture(&record, &netns).await?;
-        Ok(true)
+        Ok(Adopted::Captured)
     }
 
     /// The adopted record of `workload`, if any.

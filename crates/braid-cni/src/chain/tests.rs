@@ -113,6 +113,22 @@ fn a_single_plugin_conf_becomes_a_conflist_in_its_place() {
 }
 
 #[test]
+fn a_single_plugin_json_also_becomes_a_conflist() {
+    let conf = r#"{"cniVersion": "1.0.0", "name": "pods", "type": "ptp"}"#;
+    let dir = dir_with(&[("10-pods.json", conf)]);
+    let list = dir.path().join("10-pods.conflist");
+    assert_eq!(
+        install(dir.path(), Path::new(SOCKET)).expect("install"),
+        Installed::Added(list.clone())
+    );
+    assert!(!dir.path().join("10-pods.json").exists());
+    assert_eq!(
+        json_of(&list)["plugins"],
+        json!([{"type": "ptp"}, {"type": "braid-cni", "agentSocket": SOCKET}])
+    );
+}
+
+#[test]
 fn errors_name_the_file_and_what_is_wrong() {
     let empty = tempfile::tempdir().expect("tempdir");
     let error = install(empty.path(), Path::new(SOCKET)).expect_err("no config");
