@@ -2,7 +2,10 @@
 //! signs CSRs for SPIFFE identities with the control plane's CA, after
 //! checking the caller's bearer token against [`Identities`]: a proxy
 //! token, or with `--source kube` a ServiceAccount token the API server
-//! vouches for ([`TokenReviewer`]).
+//! vouches for ([`TokenReviewer`]). It never issues the identities of the
+//! mesh's own components (the control plane's above all: the control plane
+//! issues its own from the CA without this service), nor those of pods
+//! outside the mesh.
 //!
 //! This module is the one place refusals become gRPC statuses.
 
@@ -61,7 +64,10 @@ impl CertificateService for CertificateServer {
                 Refusal::UnknownToken | Refusal::TokenReview(_) => {
                     Status::unauthenticated(refusal.to_string())
                 }
-                _ => Status::permission_denied(refusal.to_string()),
+                Refusal::Reserved { .. }
+                | Refusal::NotOnNode { .. }
+                | Refusal::NotMeshed { .. }
+                | Refusal::NotItsPod { .. } => Status::permission_denied(refusal.to_string()),
             }
         })?;
         let issued = self.ca.sign(&csr, &id, self.lifetime).map_err(|e| {

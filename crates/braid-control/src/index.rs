@@ -42,7 +42,7 @@ pub struct Index {
     dirty: BTreeSet<String>,
     /// Proxy tokens by (namespace, name); they feed no xDS resource.
     tokens: BTreeMap<(String, String), Arc<KubeObject>>,
-    /// Pods or tokens changed since the last [`Index::identities`].
+    /// Pods, Namespaces or tokens changed since the last [`Index::identities`].
     identities_dirty: bool,
     /// Namespaces changed since the last [`Index::namespace_modes`]; true at
     /// first so the initial load always publishes.
@@ -82,7 +82,7 @@ impl Index {
     }
 
     fn upsert(&mut self, key: ObjectKey, object: Arc<KubeObject>) {
-        self.identities_dirty |= matches!(key.kind, Kind::Pod | Kind::ProxyToken);
+        self.identities_dirty |= feeds_identities(key.kind);
         if key.kind == Kind::ProxyToken {
             self.tokens.insert((key.namespace, key.name), object);
             return;
@@ -112,7 +112,7 @@ impl Index {
     }
 
     fn remove(&mut self, key: &ObjectKey) {
-        self.identities_dirty |= matches!(key.kind, Kind::Pod | Kind::ProxyToken);
+        self.identities_dirty |= feeds_identities(key.kind);
         if key.kind == Kind::ProxyToken {
             self.tokens
                 .remove(&(key.namespace.clone(), key.name.clone()));
@@ -138,17 +138,22 @@ impl Index {
         self.dirty.insert(key.namespace.clone());
     }
 
-    /// The view the certificate service authorizes against, when pods or
-    /// tokens changed since the last call.
+    /// The view the certificate service authorizes against, when pods,
+    /// namespaces or tokens changed since the last call.
     pub fn identities(&mut self) -> Option<Identities> {
         if !std::mem::take(&mut self.identities_dirty) {
             return None;
         }
-        let pods = self
-            .spaces
-            .values()
-            .flat_map(|s| s.pods.values())
-            .filter_map(|o| o.as_pod());
+        // Each pod with its namespace's mode label: only meshed pods get
+        // identities, and the label decides for pods without one.
+        let pods = self.spaces.iter().flat_map(|(ns, space)| {
+            let mode = self.namespaces.get(ns).and_then(|o| namespace_mode(o));
+            space
+                .pods
+                .values()
+                .filter_map(|o| o.as_pod())
+                .map(move |pod| (pod, mode))
+        });
         let tokens = self.tokens.values().filter_map(|o| o.as_token());
         Some(Identities::new(pods, tokens))
     }
@@ -159,18 +164,10 @@ impl Index {
         if !std::mem::take(&mut self.namespaces_dirty) {
             return None;
         }
-        let modes = self.namespaces.iter().map(|(name, object)| {
-            let mode = match object.as_ref() {
-                KubeObject::Namespace(ns) => ns
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|labels| labels.get(MODE_LABEL))
-                    .and_then(|value| value.parse().ok()),
-                _ => None,
-            };
-            (name.clone(), mode)
-        });
+        let modes = self
+            .namespaces
+            .iter()
+            .map(|(name, object)| (name.clone(), namespace_mode(object)));
         Some(modes.collect())
     }
 
@@ -301,6 +298,26 @@ impl Space {
             && self.service_accounts.is_empty()
             && self.policies.is_empty()
             && self.peer_authentications.is_empty()
+    }
+}
+
+/// Whether objects of `kind` change who may hold which identity: pods
+/// (accounts, nodes, modes), their Namespaces' mode labels, proxy tokens.
+fn feeds_identities(kind: Kind) -> bool {
+    matches!(kind, Kind::Pod | Kind::Namespace | Kind::ProxyToken)
+}
+
+/// The mode a Namespace's `braid.dev/mode` label selects; `None` without
+/// the label or with a value that is not a mode (as `braid-model` reads it).
+fn namespace_mode(object: &KubeObject) -> Option<DataPlaneMode> {
+    match object {
+        KubeObject::Namespace(ns) => ns
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(MODE_LABEL))
+            .and_then(|value| value.parse().ok()),
+        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The certificate service: proxies present a token from a
-//! `braid.dev/proxy-token` Secret; a node proxy gets identities of pods on
-//! its node, a sidecar only its own pod's; the CA root persists (0600).
+//! `braid.dev/proxy-token` Secret; a node proxy gets identities of meshed
+//! pods on its node, a sidecar only its own pod's; the mesh components'
+//! identities are never issued; the CA root persists (0600).
 
 mod support;
 
@@ -30,8 +31,22 @@ fn pod_on(ns: &str, name: &str, sa: &str, node: &str, ip: &str) -> String {
     pod(ns, name, ip, sa).replace("nodeName: node-a", &format!("nodeName: {node}"))
 }
 
+fn namespace(name: &str, mode: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{braid.dev/mode: {mode}}}}}\n"
+    )
+}
+
 fn files() -> Vec<(&'static str, String)> {
     vec![
+        (
+            "namespaces.yaml",
+            format!(
+                "{}---\n{}",
+                namespace("shop", "sidecar"),
+                namespace("inventory", "ambient")
+            ),
+        ),
         (
             "pods.yaml",
             format!(
@@ -52,8 +67,18 @@ fn files() -> Vec<(&'static str, String)> {
 }
 
 async fn start(ca_dir: &std::path::Path) -> anyhow::Result<Harness> {
+    start_with(ca_dir, Vec::new()).await
+}
+
+/// [`start`] with `extra` files next to [`files`].
+async fn start_with(
+    ca_dir: &std::path::Path,
+    extra: Vec<(&'static str, String)>,
+) -> anyhow::Result<Harness> {
     let ca_dir = ca_dir.to_path_buf();
-    Harness::start(&files(), move |c| {
+    let mut all = files();
+    all.extend(extra);
+    Harness::start(&all, move |c| {
         c.ca_dir = Some(ca_dir);
         c.cert_lifetime = Duration::from_secs(3600);
     })
@@ -215,6 +240,131 @@ async fn node_and_sidecar_tokens_get_exactly_their_identities() -> anyhow::Resul
         "spiffe://cluster.local/ns/inventory/sa/stock",
     )
     .await?;
+    h.cp.shutdown().await;
+    Ok(())
+}
+
+/// Issue 14: with a Pod of `braid-system/braid-control` on node-a (where
+/// the control plane runs), node-a's token got the control plane's own
+/// identity, which every proxy, CNI agent and braidctl trust to serve
+/// configuration. Refused to every token, even with the pod labelled into
+/// the mesh; the control plane still serves TLS as it.
+#[tokio::test]
+async fn sign_refuses_control_plane_identity_to_node_token() -> anyhow::Result<()> {
+    const CONTROL_TOKEN: &str = "control-0-0123456789abcdef0123456789abcdef";
+    let control_pod = |name: &str, ip: &str, labels: &str| {
+        pod_on("braid-system", name, "braid-control", "node-a", ip)
+            .replace("    app: braid-control\n", labels)
+    };
+    let ca_dir = tempfile::tempdir()?;
+    let h = start_with(
+        &ca_dir.path().join("ca"),
+        vec![(
+            "control.yaml",
+            [
+                namespace("braid-system", "none"),
+                control_pod("braid-control-0", "198.18.0.8", "    app: braid-control\n"),
+                // An attacker who may create pods in braid-system, or a
+                // mislabelled one: the label must not matter.
+                control_pod("rogue", "198.18.0.9", "    braid.dev/mode: ambient\n"),
+                token_secret("sidecar-rogue", CONTROL_TOKEN, "pod: braid-system/rogue"),
+            ]
+            .join("---\n"),
+        )],
+    )
+    .await?;
+    let control = SpiffeId::control_plane(&"cluster.local".parse()?);
+    for token in [NODE_A_TOKEN, WEB_TOKEN, CONTROL_TOKEN] {
+        let refused = sign(&h, Some(token), control.as_str())
+            .await
+            .expect_err("never the control plane's identity");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("is reserved for the control plane"),
+            "{refused:?}"
+        );
+    }
+    let refused = sign(
+        &h,
+        Some(NODE_A_TOKEN),
+        "spiffe://cluster.local/ns/braid-system/sa/braid-node",
+    )
+    .await
+    .expect_err("the node DaemonSet's identity is reserved");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("reserved"), "{refused:?}");
+
+    // Every call above verified the port's TLS as that very identity: the
+    // control plane issues it to itself from the CA, not through Sign. Other
+    // identities are still issued.
+    sign(
+        &h,
+        Some(NODE_A_TOKEN),
+        "spiffe://cluster.local/ns/shop/sa/web",
+    )
+    .await?;
+    h.cp.shutdown().await;
+    Ok(())
+}
+
+/// Issue 14: the identity of an unmeshed pod (`legacy/default`) was issued.
+/// Refused until its namespace joins the mesh; a pod that still runs its
+/// sidecar after its namespace left keeps getting its identity.
+#[tokio::test]
+async fn sign_refuses_identity_of_unmeshed_pod() -> anyhow::Result<()> {
+    const OLD_TOKEN: &str = "old-0-0123456789abcdef0123456789abcdef";
+    const LEGACY: &str = "spiffe://cluster.local/ns/legacy/sa/default";
+    let ca_dir = tempfile::tempdir()?;
+    let h = start_with(
+        &ca_dir.path().join("ca"),
+        vec![
+            ("legacy-ns.yaml", namespace("legacy", "none")),
+            (
+                "legacy.yaml",
+                [
+                    pod_on("legacy", "old-0", "default", "node-a", "198.18.0.7"),
+                    token_secret("sidecar-old-0", OLD_TOKEN, "pod: legacy/old-0"),
+                ]
+                .join("---\n"),
+            ),
+        ],
+    )
+    .await?;
+    for token in [NODE_A_TOKEN, OLD_TOKEN] {
+        let refused = sign(&h, Some(token), LEGACY)
+            .await
+            .expect_err("legacy is not in the mesh");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("not in the mesh"), "{refused:?}");
+    }
+
+    // The namespace joins the mesh: issued.
+    let version = h.cp.version();
+    h.write("legacy-ns.yaml", &namespace("legacy", "sidecar"))?;
+    h.wait_version(version + 1).await?;
+    sign(&h, Some(OLD_TOKEN), LEGACY).await?;
+
+    // Injected, then the namespace leaves the mesh again: the pod keeps its
+    // sidecar until re-created, and its certificate renews meanwhile.
+    let version = h.cp.version();
+    h.write(
+        "legacy.yaml",
+        &[
+            pod_on("legacy", "old-0", "default", "node-a", "198.18.0.7").replace(
+                "  containers:\n",
+                "  containers:\n  - name: braid-proxy\n    image: braid/proxy\n",
+            ),
+            token_secret("sidecar-old-0", OLD_TOKEN, "pod: legacy/old-0"),
+        ]
+        .join("---\n"),
+    )?;
+    h.wait_version(version + 1).await?;
+    let version = h.cp.version();
+    h.write("legacy-ns.yaml", &namespace("legacy", "none"))?;
+    h.wait_version(version + 1).await?;
+    sign(&h, Some(OLD_TOKEN), LEGACY).await?;
     h.cp.shutdown().await;
     Ok(())
 }
