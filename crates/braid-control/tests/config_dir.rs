@@ -277,3 +277,91 @@ async fn random_and_truncated_files_never_stop_the_control_plane() -> anyhow::Re
     h.cp.shutdown().await;
     Ok(())
 }
+
+/// Ends the test binary if the test is still running after `limit`. A scan
+/// that loops cannot be interrupted (and, run on the runtime, stops the test
+/// too), so without this a regression would hang and grow without bound.
+struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Watchdog {
+    fn start(test: &'static str, limit: Duration) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = done.clone();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while !seen.load(std::sync::atomic::Ordering::Relaxed) {
+                if start.elapsed() > limit {
+                    // Not `eprintln!`: the harness would capture it, and exit drops that.
+                    use std::io::Write as _;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "{test} still running after {limit:?}; exiting"
+                    );
+                    std::process::exit(101);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Self(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test]
+async fn edits_apply_after_symlink_loops() -> anyhow::Result<()> {
+    let _watchdog = Watchdog::start("edits_apply_after_symlink_loops", Duration::from_secs(20));
+    let h = Harness::start(
+        &[
+            ("shop/pods.yaml", pod("shop", "a", "198.18.0.1", "a")),
+            ("other.yaml", pod("shop", "c", "198.18.0.3", "c")),
+        ],
+        |_| {},
+    )
+    .await?;
+    let mut proxy = h.proxy("p").await?;
+    proxy
+        .subscribe(type_url::WORKLOAD, &[], HashMap::new())
+        .await?;
+    assert_eq!(proxy.recv_ack(type_url::WORKLOAD).await?.resources.len(), 2);
+
+    // `ln -s . loop; ln -s . loop2`, and one link up from a subfolder.
+    std::os::unix::fs::symlink(".", h.path("loop"))?;
+    std::os::unix::fs::symlink(".", h.path("loop2"))?;
+    std::os::unix::fs::symlink("..", h.path("shop/up"))?;
+    h.write("shop/pods.yaml", &pod("shop", "a", "198.18.0.11", "a"))?;
+    let r = proxy.recv_ack(type_url::WORKLOAD).await?;
+    assert_eq!(names(&r), vec!["shop/a"], "the edit applies");
+    assert!(r.removed_resources.is_empty());
+    assert!(
+        h.cp.config_errors().is_empty(),
+        "no object is defined twice through a loop: {:#?}",
+        h.cp.config_errors()
+    );
+
+    // Still serving: a new proxy gets everything, the admin page answers.
+    let mut late = h.proxy("late").await?;
+    late.subscribe(type_url::WORKLOAD, &[], HashMap::new())
+        .await?;
+    assert_eq!(
+        names(&late.recv_ack(type_url::WORKLOAD).await?),
+        vec!["shop/a", "shop/c"]
+    );
+    let page = http_get(h.cp.admin_addr(), "/debug/config-errors").await?;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.ends_with("[]"), "{page}");
+
+    // And once the links are gone, edits keep applying.
+    for link in ["loop", "loop2", "shop/up"] {
+        std::fs::remove_file(h.path(link))?;
+    }
+    h.write("other.yaml", &pod("shop", "c", "198.18.0.33", "c"))?;
+    let r = proxy.recv_ack(type_url::WORKLOAD).await?;
+    assert_eq!(names(&r), vec!["shop/c"]);
+    h.cp.shutdown().await;
+    Ok(())
+}

@@ -38,10 +38,11 @@ pub(super) async fn open(
     match config.source {
         SourceKind::File => {
             let dir = config.config_dir.clone().ok_or(StartError::NoConfigDir)?;
-            let mut source = FileSource::new(&dir, config.mesh_settings(), errors.clone());
+            let source = FileSource::new(&dir, config.mesh_settings(), errors.clone());
             // Watch first, so nothing changing during the scan is missed.
             let watcher = source.watch()?;
-            let changes = source.scan()?;
+            let (source, changes) = source.scan_off_runtime().await;
+            let changes = changes?;
             tracing::info!(dir = %dir.display(), "configuration directory loaded");
             Ok((Opened::File(source, watcher), changes))
         }

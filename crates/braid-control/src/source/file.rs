@@ -4,9 +4,12 @@
 //!
 //! Each file is applied atomically: when any document in it is bad, the
 //! whole file keeps its last good version and the errors are reported.
+//! Scans never follow a directory symlink out of the tree (`walk`), apply a
+//! changed file only once it holds still (`read`), and run on a blocking
+//! thread, so a slow one never stalls the runtime serving xDS.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -19,6 +22,11 @@ use super::{
     Change, ConfigError, ConfigErrors, KubeObject, ObjectKey,
     document::{self, DocError, Objects},
 };
+
+mod read;
+mod walk;
+
+use read::FileRead;
 
 /// How long to wait for more file events before rescanning, so an editor's
 /// write-rename-chmod dance becomes one rescan.
@@ -60,12 +68,16 @@ pub struct FileSource {
     files: BTreeMap<PathBuf, FileState>,
     owners: HashMap<ObjectKey, PathBuf>,
     errors: ConfigErrors,
+    /// Entries the last walk skipped, so each is logged once.
+    skipped: BTreeSet<PathBuf>,
 }
 
 /// A live watch on the directory; dropping it stops the watch.
 pub struct DirWatcher {
     _watcher: notify::RecommendedWatcher,
-    events: mpsc::UnboundedReceiver<()>,
+    /// Capacity 1: a pending wake-up already means "rescan", so a storm of
+    /// events costs nothing.
+    events: mpsc::Receiver<()>,
 }
 
 impl std::fmt::Debug for DirWatcher {
@@ -95,15 +107,20 @@ impl FileSource {
             files: BTreeMap::new(),
             owners: HashMap::new(),
             errors,
+            skipped: BTreeSet::new(),
         }
     }
 
     /// Reads the directory and returns what changed since the last scan.
+    ///
+    /// Blocks: it reads every file, and waits up to [`read::MAX_WAIT`] for
+    /// changed files to hold still. Async code calls
+    /// [`FileSource::scan_off_runtime`].
     pub fn scan(&mut self) -> Result<Vec<Change>, FileSourceError> {
-        let mut paths = Vec::new();
-        walk(&self.root, &mut paths)?;
+        let walk = walk::walk(&self.root)?;
+        self.note_skipped(walk.skipped);
         let mut changes = Vec::new();
-        let present: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+        let present: std::collections::HashSet<&PathBuf> = walk.files.iter().collect();
         let gone: Vec<PathBuf> = self
             .files
             .keys()
@@ -113,42 +130,73 @@ impl FileSource {
         for path in gone {
             self.remove_file(&path, &mut changes);
         }
-        for path in &paths {
-            self.load_file(path, &mut changes);
+        // Unchanged content is what already serves: only the rest must hold still.
+        let mut reads: Vec<_> = walk
+            .files
+            .into_iter()
+            .map(|path| {
+                let read = read::read(&path);
+                (path, read)
+            })
+            .filter(|(path, read)| !self.is_current(path, read))
+            .collect();
+        read::settle(&mut reads);
+        for (path, read) in &reads {
+            self.load_file(path, read, &mut changes);
         }
         // A file rejected for defining an object another file owned may load
         // now that the other file changed in this same scan.
-        let failed: Vec<PathBuf> = self
-            .files
-            .iter()
-            .filter(|(_, s)| s.failed)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for path in failed {
-            self.load_file(&path, &mut changes);
+        for (path, read) in &reads {
+            if self.files.get(path).is_some_and(|s| s.failed) {
+                self.load_file(path, read, &mut changes);
+            }
         }
         Ok(changes)
+    }
+
+    /// [`FileSource::scan`] on a blocking thread, so a slow scan (a huge
+    /// tree, a network mount, a file still being written) never stalls the
+    /// runtime's workers, which serve xDS.
+    pub async fn scan_off_runtime(mut self) -> (Self, Result<Vec<Change>, FileSourceError>) {
+        let scanned = tokio::task::spawn_blocking(move || {
+            let changes = self.scan();
+            (self, changes)
+        })
+        .await;
+        match scanned {
+            Ok(scanned) => scanned,
+            // A started blocking task is never cancelled, so this is a panic
+            // in the scan: raise it here, as an inline scan would have.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// Starts watching the directory. Call this before the initial
     /// [`FileSource::scan`], so no change between the two is missed.
     pub fn watch(&self) -> Result<DirWatcher, FileSourceError> {
         use notify::Watcher as _;
-        let (event_tx, events) = mpsc::unbounded_channel();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Our own reads produce access events; reacting to them would
-                // rescan forever. Errors (e.g. a queue overflow) do warrant one.
-                if event.is_ok_and(|e| e.kind.is_access()) {
-                    return;
-                }
-                // The receiver only needs a wake-up; the rescan finds what changed.
-                let _ = event_tx.send(());
-            })
-            .map_err(|source| FileSourceError::Watch {
+        let (event_tx, events) = mpsc::channel(1);
+        let on_event = move |event: notify::Result<notify::Event>| {
+            // Our own reads produce access events; reacting to them would
+            // rescan forever. Errors (e.g. a queue overflow) do warrant one.
+            if event.is_ok_and(|e| e.kind.is_access()) {
+                return;
+            }
+            // The receiver only needs a wake-up; the rescan finds what
+            // changed. A full channel already holds one.
+            let _ = event_tx.try_send(());
+        };
+        // notify follows symlinks by default, so a `loop -> .` link would
+        // have it add watches for the same folders over and over; the scan
+        // does not follow them either. A ConfigMap's `..data` target is a
+        // real folder in the tree, so it is watched anyway.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher = notify::RecommendedWatcher::new(on_event, config).map_err(|source| {
+            FileSourceError::Watch {
                 path: self.root.clone(),
                 source,
-            })?;
+            }
+        })?;
         watcher
             .watch(&self.root, notify::RecursiveMode::Recursive)
             .map_err(|source| FileSourceError::Watch {
@@ -192,7 +240,9 @@ impl FileSource {
             metrics
                 .config_scans
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let changes = match self.scan() {
+            let (source, scanned) = self.scan_off_runtime().await;
+            self = source;
+            let changes = match scanned {
                 Ok(changes) => changes,
                 Err(e) => {
                     tracing::warn!(error = %e, "config directory rescan failed; keeping the last good configuration");
@@ -218,9 +268,23 @@ impl FileSource {
         self.errors.set(path, Vec::new());
     }
 
-    fn load_file(&mut self, path: &Path, changes: &mut Vec<Change>) {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+    /// Whether `read` is exactly the version that already serves.
+    fn is_current(&self, path: &Path, read: &std::io::Result<FileRead>) -> bool {
+        read.as_ref().is_ok_and(|read| {
+            self.files
+                .get(path)
+                .is_some_and(|s| s.hash == read.hash && !s.failed)
+        })
+    }
+
+    fn load_file(
+        &mut self,
+        path: &Path,
+        read: &std::io::Result<FileRead>,
+        changes: &mut Vec<Change>,
+    ) {
+        let read = match read {
+            Ok(read) => read,
             Err(e) => {
                 self.fail(
                     path,
@@ -234,12 +298,12 @@ impl FileSource {
                 return;
             }
         };
-        let hash = crate::hash::fnv64(&text);
+        let (text, hash) = (&read.bytes, read.hash);
         let state = self.files.entry(path.to_path_buf()).or_default();
         if state.hash == hash && !state.failed {
             return;
         }
-        let parsed = match std::str::from_utf8(&text) {
+        let parsed = match std::str::from_utf8(text) {
             Ok(text) => document::parse(text, &self.settings),
             Err(e) => Err(vec![DocError {
                 document: None,
@@ -247,6 +311,12 @@ impl FileSource {
                 message: format!("not UTF-8 text: {e}"),
             }]),
         };
+        if !read.settled {
+            let vanished = parsed
+                .as_ref()
+                .map_or(Vec::new(), |o| self.vanished(path, o));
+            return self.fail(path, hash, vec![read::still_changing(&vanished)]);
+        }
         let objects = match parsed.and_then(|objects| self.check_owners(path, objects)) {
             Ok(objects) => objects,
             Err(errors) => return self.fail(path, hash, errors),
@@ -305,6 +375,31 @@ impl FileSource {
         }
     }
 
+    /// The objects of `path`'s last good version that `objects` lacks.
+    fn vanished(&self, path: &Path, objects: &Objects) -> Vec<ObjectKey> {
+        let Some(state) = self.files.get(path) else {
+            return Vec::new();
+        };
+        state
+            .objects
+            .iter()
+            .filter(|(key, _)| !objects.iter().any(|(k, _)| k == key))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Logs entries the walk skipped, once each while they stay.
+    fn note_skipped(&mut self, skipped: Vec<(PathBuf, &'static str)>) {
+        let mut now = BTreeSet::new();
+        for (path, why) in skipped {
+            if !self.skipped.contains(&path) {
+                tracing::warn!(path = %path.display(), "skipping config entry: {why}");
+            }
+            now.insert(path);
+        }
+        self.skipped = now;
+    }
+
     fn fail(&mut self, path: &Path, hash: u64, errors: Vec<DocError>) {
         let state = self.files.entry(path.to_path_buf()).or_default();
         state.hash = hash;
@@ -326,39 +421,6 @@ impl FileSource {
         }
         self.errors.set(path, errors);
     }
-}
-
-/// Collects YAML files under `dir`, sorted, skipping hidden entries (editor
-/// swap files, and the `..data` folders of mounted ConfigMaps, whose files
-/// are reachable through the visible symlinks).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FileSourceError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| FileSourceError::ReadDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_none_or(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            // An unreadable subfolder should not hide the rest of the tree.
-            if let Err(e) = walk(&path, out) {
-                tracing::warn!(error = %e, "skipping folder");
-            }
-        } else if path
-            .extension()
-            .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

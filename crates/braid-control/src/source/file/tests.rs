@@ -1,3 +1,5 @@
+use std::{path::Path, time::Duration};
+
 use super::*;
 use crate::source::Kind;
 
@@ -83,4 +85,223 @@ fn a_missing_directory_is_a_clear_error() {
         err.to_string().contains("/nonexistent/braid-config"),
         "{err}"
     );
+}
+
+/// Scans on another thread and fails the run if that takes longer than
+/// `limit`: a regression that loops then fails in bounded time and memory
+/// instead of eating the machine. The stuck scan cannot be stopped from
+/// outside, so the whole test binary exits.
+fn scan_within(mut source: FileSource, limit: Duration) -> (FileSource, Vec<Change>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let changes = source.scan();
+        let _ = tx.send((source, changes));
+    });
+    match rx.recv_timeout(limit) {
+        Ok((source, changes)) => (source, changes.expect("scan")),
+        Err(_) => {
+            // Not `eprintln!`: the harness would capture it, and exit drops that.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "a config directory scan did not finish within {limit:?}; exiting"
+            );
+            std::process::exit(101);
+        }
+    }
+}
+
+fn symlink(target: &str, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[test]
+fn directory_symlink_loops_are_not_followed() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("shop"))?;
+    std::fs::write(dir.path().join("shop/p.yaml"), pod("one", "198.18.0.1"))?;
+    std::fs::write(dir.path().join("q.yaml"), pod("two", "198.18.0.2"))?;
+    // Two loops make the paths grow as 2^depth; links sideways and up too.
+    symlink(".", &dir.path().join("loop"))?;
+    symlink(".", &dir.path().join("loop2"))?;
+    symlink("..", &dir.path().join("shop/up"))?;
+    symlink("../shop", &dir.path().join("shop/again"))?;
+    let errors = ConfigErrors::default();
+    let source = FileSource::new(dir.path(), MeshSettings::default(), errors.clone());
+    let (mut source, changes) = scan_within(source, Duration::from_secs(10));
+    assert_eq!(
+        summary(&changes),
+        vec!["apply Pod shop/one", "apply Pod shop/two"]
+    );
+    assert!(errors.list().is_empty(), "{:#?}", errors.list());
+    let skipped: Vec<_> = source.skipped.iter().cloned().collect();
+    assert_eq!(skipped.len(), 4, "each link is noted: {skipped:?}");
+    assert!(source.scan()?.is_empty(), "nothing changed");
+    Ok(())
+}
+
+/// The layout the kubelet gives a mounted ConfigMap: keys are links into
+/// `..data`, itself a link to a timestamped folder, swapped on update.
+#[test]
+fn configmap_volume_mounts_load_each_key_once() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let version = |name: &str, ip: &str| -> std::io::Result<()> {
+        std::fs::create_dir_all(root.join(name).join("nested"))?;
+        std::fs::write(root.join(name).join("pods.yaml"), pod("one", ip))?;
+        std::fs::write(
+            root.join(name).join("nested/more.yaml"),
+            pod("two", "198.18.0.2"),
+        )
+    };
+    version("..2024_01_01_00_00_00.1", "198.18.0.1")?;
+    symlink("..2024_01_01_00_00_00.1", &root.join("..data"))?;
+    symlink("..data/pods.yaml", &root.join("pods.yaml"))?;
+    symlink("..data/nested", &root.join("nested"))?;
+    let errors = ConfigErrors::default();
+    let mut source = FileSource::new(root, MeshSettings::default(), errors.clone());
+    assert_eq!(
+        summary(&source.scan()?),
+        vec!["apply Pod shop/one", "apply Pod shop/two"]
+    );
+    assert!(errors.list().is_empty(), "{:#?}", errors.list());
+    assert!(source.skipped.is_empty(), "{:?}", source.skipped);
+
+    // An update: a new folder, then `..data` replaced atomically.
+    version("..2024_01_02_00_00_00.2", "198.18.0.11")?;
+    symlink("..2024_01_02_00_00_00.2", &root.join("..data_tmp"))?;
+    std::fs::rename(root.join("..data_tmp"), root.join("..data"))?;
+    std::fs::remove_dir_all(root.join("..2024_01_01_00_00_00.1"))?;
+    assert_eq!(summary(&source.scan()?), vec!["apply Pod shop/one"]);
+    assert!(errors.list().is_empty(), "{:#?}", errors.list());
+    Ok(())
+}
+
+#[test]
+fn a_fifo_named_yaml_does_not_block_the_scan() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("p.yaml"), pod("one", "198.18.0.1"))?;
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("pipe.yaml"))
+        .status()?;
+    assert!(status.success());
+    let source = FileSource::new(dir.path(), MeshSettings::default(), ConfigErrors::default());
+    let (source, changes) = scan_within(source, Duration::from_secs(10));
+    assert_eq!(summary(&changes), vec!["apply Pod shop/one"]);
+    assert_eq!(source.skipped.len(), 1);
+    Ok(())
+}
+
+/// Rewrites `path` in place, one document at a time with `pause` between
+/// writes, the way `cmd > file` does.
+fn write_slowly(path: &Path, docs: Vec<String>, pause: Duration) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path)?;
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+            file.write_all(b"---\n")?;
+        }
+        file.write_all(doc.as_bytes())?;
+        file.flush()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn file_read_mid_write_is_not_silently_truncated() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("pods.yaml");
+    let docs = |ip: &str| -> Vec<String> {
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|name| pod(name, ip))
+            .collect()
+    };
+    std::fs::write(&path, docs("198.18.0.1").join("---\n"))?;
+    let errors = ConfigErrors::default();
+    let mut source = FileSource::new(dir.path(), MeshSettings::default(), errors.clone());
+    assert_eq!(source.scan()?.len(), 4);
+
+    // The scan lands after the first document: every cut it could see is
+    // valid YAML that lacks the later pods.
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            write_slowly(&path, docs("198.18.0.2"), Duration::from_millis(60))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let changes = source.scan()?;
+    writer.join().expect("writer")?;
+    assert_eq!(
+        summary(&changes),
+        vec![
+            "apply Pod shop/a",
+            "apply Pod shop/b",
+            "apply Pod shop/c",
+            "apply Pod shop/d"
+        ],
+        "the whole new version, nothing deleted"
+    );
+    assert!(errors.list().is_empty(), "{:#?}", errors.list());
+    Ok(())
+}
+
+#[test]
+fn a_file_that_never_holds_still_keeps_serving_and_is_reported()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("pods.yaml");
+    std::fs::write(
+        &path,
+        format!("{}---\n{}", pod("a", "198.18.0.1"), pod("b", "198.18.0.2")),
+    )?;
+    let errors = ConfigErrors::default();
+    let mut source = FileSource::new(dir.path(), MeshSettings::default(), errors.clone());
+    assert_eq!(source.scan()?.len(), 2);
+
+    // Rewritten in place over and over for longer than a scan waits.
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let docs: Vec<String> = std::iter::once(pod("a", "198.18.0.11"))
+                .chain((0..30).map(|i| pod(&format!("x{i}"), &format!("198.18.1.{i}"))))
+                .collect();
+            write_slowly(&path, docs, Duration::from_millis(50))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let changes = source.scan()?;
+    assert!(
+        changes.is_empty(),
+        "the last good version stays: {changes:?}"
+    );
+    let listed = errors.list();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert!(
+        listed[0].message.contains("kept changing"),
+        "{}",
+        listed[0].message
+    );
+    assert!(
+        listed[0].message.contains("lacks Pod shop/b"),
+        "{}",
+        listed[0].message
+    );
+    assert!(
+        listed[0].message.contains("rename"),
+        "{}",
+        listed[0].message
+    );
+
+    // Once the writer is done, what it wrote applies.
+    writer.join().expect("writer")?;
+    let changes = source.scan()?;
+    assert!(
+        summary(&changes).contains(&"delete Pod shop/b".to_string()),
+        "{changes:?}"
+    );
+    assert!(errors.list().is_empty(), "{:#?}", errors.list());
+    Ok(())
 }
