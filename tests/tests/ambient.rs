@@ -20,7 +20,9 @@
 //!    refuses the client but not plaintext legacy; an ALLOW by SPIFFE
 //!    principal and port admits only that identity on that port.
 //! 3. Plaintext legacy → api works under PERMISSIVE, is refused under
-//!    STRICT while mTLS client → api keeps working.
+//!    STRICT while mTLS client → api keeps working. A `CONNECT` to a port a
+//!    proxy binds is refused (`400`), and no path connects a ztunnel to
+//!    itself (its file descriptors stay put).
 //! 4. node-b's ztunnel is SIGKILLed (traffic to api fails closed) and started
 //!    again; the agent replays the pod and traffic recovers.
 //! 5. CNI DEL releases a pod: listeners gone, its traffic no longer captured.
@@ -60,14 +62,17 @@
 #[path = "ambient/support.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use braid_capture::testing::{TestPod, require_root};
 use support::{
-    Cluster, EARLY, EchoConn, EchoServer, LATE, Looper, PODS, PodDef, WEB_VIP, allow_principal,
-    base_config, deny_from_namespace, echo, established, eventually, has_ip, http_get,
-    listener_pid, listening_ports, namespace_yaml, namespaces_yaml, parse_ss, peer_authentication,
-    pod_def, pod_document, refused,
+    Cluster, EARLY, EchoConn, EchoServer, HboneProbe, LATE, Looper, PODS, PodDef, ProbeRefused,
+    WEB_VIP, allow_principal, base_config, deny_from_namespace, echo, established, eventually,
+    has_ip, http_get, listener_pid, listening_ports, namespace_yaml, namespaces_yaml, open_fds,
+    parse_ss, peer_authentication, pod_def, pod_document, refused,
 };
 
 /// First traffic: certificates, xDS and the hand-off all have to happen.
@@ -125,6 +130,10 @@ fn ambient_mesh_end_to_end() {
     telemetry_shows_identities(&c);
     step("3b: metrics, access log, config dump", t);
     report_memory(&mut c);
+
+    let t = Instant::now();
+    connect_to_own_proxy_port_is_refused(&mut c);
+    step("3d: no path connects a ztunnel to itself", t);
 
     let t = Instant::now();
     sidecar_and_ambient_pods_talk_over_hbone(&mut c);
@@ -519,6 +528,87 @@ fn telemetry_shows_identities(c: &Cluster) {
     let certs = dump["certificates"].to_string();
     assert!(certs.contains(api), "certificates: {certs}");
     assert_eq!(get(node_b.admin, "/healthz/ready").trim(), "ready");
+}
+
+/// Step 3d: no path makes a ztunnel connect to itself (a loop took ~19 000
+/// file descriptors in 2 s). A mesh identity's `CONNECT` to any port a
+/// proxy binds is answered `400` with the reason and counted denied, while
+/// the app port still tunnels; plaintext straight at a capture port, and an
+/// app dialling its own proxy's ports (directly or through its ztunnel to
+/// another pod's), are closed; neither ztunnel's descriptors grow.
+fn connect_to_own_proxy_port_is_refused(c: &mut Cluster) {
+    let (client, legacy) = (&c.pod("client").clone(), &c.pod("legacy").clone());
+    let (client_ip, api_ip) = (pod_def("client").ip, pod_def("api").ip);
+    let pids = ["node-a", "node-b"].map(|n| c.ztunnel_pid(n).expect("ztunnel running"));
+    let fds_before = pids.map(open_fds);
+    let node_b = c
+        .nodes
+        .iter()
+        .find(|n| n.name == "node-b")
+        .expect("node-b")
+        .admin;
+    let denied = || {
+        let (_, metrics) = http_get(node_b, "/metrics").expect("node-b /metrics");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("braid_tcp_connections_denied_total{direction=\"inbound\""))
+            .filter(|l| l.contains(CLIENT_ID))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let denied_before = denied();
+
+    let probe = HboneProbe::new(&c.root.join("ca"), "shop", "client");
+    let proxy = SocketAddr::from((api_ip, 15008));
+    probe
+        .connect(legacy, proxy, API_ID, pod_def("api").echo_addr())
+        .unwrap_or_else(|e| panic!("CONNECT to api's app port: {e:?}"));
+    let own_ports: Vec<u16> = braid_model::catalog::ports::ALL
+        .iter()
+        .map(|p| p.number)
+        .filter(|&p| braid_model::catalog::ports::is_proxy_port(p))
+        .collect();
+    for &port in &own_ports {
+        let target = SocketAddr::from((api_ip, port));
+        match probe.connect(legacy, proxy, API_ID, target) {
+            Err(ProbeRefused {
+                status: Some(400),
+                message,
+            }) if message.contains(&format!("port {port} is reserved for the mesh's proxies")) => {}
+            other => panic!("CONNECT {target} at api's ztunnel: {other:?}"),
+        }
+    }
+    let closed = [
+        (legacy, SocketAddr::from((api_ip, 15006))),
+        (legacy, SocketAddr::from((api_ip, 15001))),
+        (client, SocketAddr::from(([127, 0, 0, 1], 15001))),
+        (client, SocketAddr::from((client_ip, 15001))),
+        (client, SocketAddr::from((client_ip, 15006))),
+        (client, SocketAddr::from((api_ip, 15001))),
+    ];
+    for (from, to) in closed {
+        refused(from, to).unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (pid, before) in pids.into_iter().zip(fds_before) {
+        let after = open_fds(pid);
+        assert!(
+            after <= before + 64,
+            "ztunnel {pid}: {before} file descriptors before, {after} after"
+        );
+    }
+    let counted = denied() - denied_before;
+    assert!(
+        counted >= own_ports.len() as u64,
+        "node-b counted {counted} of {} refused CONNECTs as denied",
+        own_ports.len()
+    );
+    let log = std::fs::read_to_string(c.root.join("ztunnel-node-b.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("braid::access") && l.contains("reserved for the mesh's proxies")),
+        "an access-log line with the reason in ztunnel-node-b.log"
+    );
+    c.assert_processes();
 }
 
 /// A pod whose `braid.dev/mode` label becomes `none` is released by its

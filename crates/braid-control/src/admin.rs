@@ -9,44 +9,60 @@
 //! | `/debug/config-errors` | rejected documents (file, document, field, message) |
 //! | `/debug/proxy-status` | connected proxies and their ACK state per type |
 //! | `/debug/mode-status` | workloads' effective and actual modes (`?namespace=NS` filters) |
+//!
+//! `/debug/*` answers only loopback peers unless `--admin-debug-remote`:
+//! the install manifests listen on the pod's address so that the kubelet can
+//! probe and Prometheus can scrape, and the debug views (proxies' addresses,
+//! NACK reasons, file paths) must not go with them.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
+use braid_listen::Gate;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{debug::DebugState, metrics::Metrics};
+use crate::{
+    config::HTTP_HEADER_TIMEOUT, debug::DebugState, metrics::Metrics,
+    runtime::connections::is_loopback,
+};
+
+/// What the admin endpoint serves, and to whom.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    /// The debug views' data.
+    pub debug: DebugState,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Serve `/debug/*` to peers off loopback too (`--admin-debug-remote`).
+    pub debug_remote: bool,
+    /// Most connections open at once (`--admin-max-connections`).
+    pub max_connections: usize,
+}
 
 /// Serves the admin endpoint on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    debug: DebugState,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, admin: Admin, mut shutdown: watch::Receiver<bool>) {
+    let mut gate = Gate::new("admin").with_limit(admin.max_connections);
+    let admin = Arc::new(admin);
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin endpoint accept failed");
-                    continue;
-                }
-            },
+        let ((stream, peer), permit) = tokio::select! {
+            accepted = gate.accept(|| listener.accept()) => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        let debug = debug.clone();
-        let metrics = metrics.clone();
+        let admin = admin.clone();
         let service = hyper::service::service_fn(move |req| {
-            let response = route(&req, &debug, &metrics);
+            let response = route(&req, peer, &admin);
             async move { Ok::<_, Infallible>(response) }
         });
+        // The header timeout also bounds an idle kept-alive connection.
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HTTP_HEADER_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
@@ -54,14 +70,22 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, debug: &DebugState, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn route<B>(req: &Request<B>, peer: SocketAddr, admin: &Admin) -> Response<Full<Bytes>> {
+    let (debug, metrics) = (&admin.debug, &admin.metrics);
     if req.method() != Method::GET {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET is supported\n".into(),
         );
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    if path.starts_with("/debug/") && !admin.debug_remote && !is_loopback(peer) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "the debug views answer only loopback: use `kubectl port-forward` (or braidctl), or start braid-control with --admin-debug-remote\n".into(),
+        );
+    }
+    match path {
         "/healthz" | "/ready" => text(StatusCode::OK, "ok\n".into()),
         "/metrics" => text(StatusCode::OK, metrics.render(debug.errors.list().len())),
         "/debug/config" => json(debug.config.as_ref()),
@@ -108,5 +132,82 @@ fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot render JSON: {e}\n"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use clap::Parser as _;
+    use http::StatusCode;
+    use tokio::sync::watch;
+
+    use super::{Admin, route};
+    use crate::{Config, debug::DebugState, source::ConfigErrors, xds::Registry};
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn admin(debug_remote: bool) -> Admin {
+        let config = Config::for_tests("/nonexistent");
+        Admin {
+            debug: DebugState {
+                registry: Arc::new(Registry::default()),
+                snapshots: watch::channel(Arc::default()).1,
+                errors: ConfigErrors::default(),
+                config: Arc::new(config),
+            },
+            metrics: Arc::default(),
+            debug_remote,
+            max_connections: 1,
+        }
+    }
+
+    fn get(admin: &Admin, peer: &str, path: &str) -> StatusCode {
+        let req = http::Request::get(path).body(()).expect("request");
+        route(&req, peer.parse().expect("address"), admin).status()
+    }
+
+    #[test]
+    fn admin_debug_views_answer_only_loopback_by_default() {
+        let defaults = Cli::try_parse_from(["braid-control", "--config-dir", "/etc/braid"])
+            .expect("defaults parse")
+            .config;
+        assert!(!defaults.admin_debug_remote, "off by default");
+        let admin = admin(defaults.admin_debug_remote);
+        for path in [
+            "/debug/config",
+            "/debug/proxy-status",
+            "/debug/config-errors",
+            "/debug/mode-status",
+        ] {
+            assert_eq!(
+                get(&admin, "10.0.0.9:5000", path),
+                StatusCode::FORBIDDEN,
+                "{path}"
+            );
+            assert_eq!(
+                get(&admin, "127.0.0.1:5000", path),
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+        // Probes and Prometheus reach the pod's address.
+        for path in ["/healthz", "/ready", "/metrics"] {
+            assert_eq!(get(&admin, "10.0.0.9:5000", path), StatusCode::OK, "{path}");
+        }
+    }
+
+    #[test]
+    fn admin_debug_remote_opens_the_debug_views() {
+        let admin = admin(true);
+        assert_eq!(
+            get(&admin, "10.0.0.9:5000", "/debug/proxy-status"),
+            StatusCode::OK
+        );
     }
 }

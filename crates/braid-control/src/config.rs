@@ -105,6 +105,55 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
 
+    /// Serve the admin endpoint's `/debug/*` views to peers that are not on
+    /// loopback. Without it they answer only 127.0.0.1/::1 (reach them with
+    /// `kubectl port-forward`); `/healthz`, `/ready` and `/metrics` answer
+    /// everyone, for probes and Prometheus.
+    #[arg(long, env = "BRAID_ADMIN_DEBUG_REMOTE")]
+    pub admin_debug_remote: bool,
+
+    /// Most connections open at once on the xDS port; new ones beyond are
+    /// closed at once (and logged). Keep it below the process's file
+    /// descriptor limit (`ulimit -n`). 0: no cap.
+    #[arg(
+        long,
+        env = "BRAID_XDS_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_XDS_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub xds_max_connections: usize,
+
+    /// A connection to the xDS port that completes no request (TLS and
+    /// HTTP/2 handshake, then a gRPC call) within this long is closed
+    /// (seconds).
+    #[arg(long = "xds-handshake-timeout-secs", env = "BRAID_XDS_HANDSHAKE_TIMEOUT_SECS", default_value = "10", value_parser = parse_positive_secs, value_name = "SECS")]
+    pub xds_handshake_timeout: Duration,
+
+    /// A connection to the xDS port with no open stream or call for this
+    /// long is closed (seconds). Proxies keep their ADS stream open, so
+    /// only clients that went quiet are affected; gRPC clients reconnect
+    /// on their next call.
+    #[arg(long = "xds-idle-timeout-secs", env = "BRAID_XDS_IDLE_TIMEOUT_SECS", default_value = "60", value_parser = parse_positive_secs, value_name = "SECS")]
+    pub xds_idle_timeout: Duration,
+
+    /// Most connections open at once on the admin endpoint.
+    #[arg(
+        long,
+        env = "BRAID_ADMIN_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_ADMIN_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub admin_max_connections: usize,
+
+    /// Most connections open at once on the injection webhook.
+    #[arg(
+        long,
+        env = "BRAID_WEBHOOK_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_WEBHOOK_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub webhook_max_connections: usize,
+
     /// Publish once the configuration has been quiet this long (milliseconds),
     /// so a burst of edits becomes one push.
     #[arg(long = "debounce-ms", env = "BRAID_DEBOUNCE_MS", default_value = "100", value_parser = parse_millis, value_name = "MS")]
@@ -203,6 +252,21 @@ pub struct Config {
     pub inject_legacy_sidecar: bool,
 }
 
+/// Default `--xds-max-connections`: one stream per proxy, so room for a
+/// large mesh per replica while staying below a typical 65 536 fd limit.
+pub const DEFAULT_XDS_MAX_CONNECTIONS: usize = 16_384;
+
+/// Default `--admin-max-connections`: probes, a scraper and a few operators.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Default `--webhook-max-connections`: the API servers' admission calls.
+pub const DEFAULT_WEBHOOK_MAX_CONNECTIONS: usize = 256;
+
+/// How long an HTTP/1 client of the admin endpoint or the webhook may take
+/// to send a request's headers, also between requests on a kept-alive
+/// connection: after that the connection is closed.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default `--proxy-image`: the proxy of this release.
 pub const DEFAULT_PROXY_IMAGE: &str = concat!("braid/braid-proxy:", env!("CARGO_PKG_VERSION"));
 
@@ -253,6 +317,13 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("expected a whole number of seconds: {e}"))
 }
 
+fn parse_positive_secs(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        d if d.is_zero() => Err("must be at least 1 second".into()),
+        d => Ok(d),
+    }
+}
+
 fn parse_millis(s: &str) -> Result<Duration, String> {
     s.parse::<u64>()
         .map(Duration::from_millis)
@@ -278,6 +349,12 @@ impl Config {
             pod_namespace: "braid-system".to_string(),
             xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_debug_remote: false,
+            xds_max_connections: DEFAULT_XDS_MAX_CONNECTIONS,
+            xds_handshake_timeout: Duration::from_secs(10),
+            xds_idle_timeout: Duration::from_secs(60),
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            webhook_max_connections: DEFAULT_WEBHOOK_MAX_CONNECTIONS,
             debounce: Duration::from_millis(50),
             max_debounce: Duration::from_millis(500),
             trust_domain: braid_model::DEFAULT_TRUST_DOMAIN.to_string(),

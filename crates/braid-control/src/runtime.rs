@@ -15,9 +15,14 @@ use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
-use tokio_stream::wrappers::TcpListenerStream;
 
+pub(crate) mod connections;
+mod debug_auth;
 mod source;
+
+use braid_listen::Gate;
+use connections::{CallsLayer, Timeouts};
+use debug_auth::DebugGuard;
 
 use braid_identity::{Ca, CertificateManager, LocalCa, ManagerConfig, SpiffeId, TrustDomain};
 
@@ -195,35 +200,37 @@ impl ControlPlane {
                 config.cert_lifetime,
             ))
         });
+        let debug_api = DebugGuard::new(ControlPlaneDebugServer::new(debug.clone()), auth.clone());
         let ads = AdsServer::new(snapshots.clone(), registry, metrics.clone())
             .with_auth(auth, config.xds_require_token);
         // Pings find proxies that vanished without closing their stream (node
         // lost, network partition), so proxy-status does not list them forever.
+        // `CallsLayer` lets each connection see whether it carries a call
+        // (`connections.rs` closes those that carry none for too long).
         let grpc = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(crate::xds::MAX_STREAMS_PER_CONNECTION)
+            .layer(CallsLayer)
             .add_service(AggregatedDiscoveryServiceServer::new(ads))
-            .add_service(ControlPlaneDebugServer::new(debug.clone()))
+            .add_service(debug_api)
             .add_optional_service(certificates);
         let mut stop = shutdown_rx.clone();
         let tls = match &ca {
             Some(ca) => Some(serving_certificate(ca.clone(), &config).await?),
             None => None,
         };
+        let gate = Gate::new("xDS").with_limit(config.xds_max_connections);
+        let timeouts = Timeouts {
+            handshake: config.xds_handshake_timeout,
+            idle: config.xds_idle_timeout,
+        };
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            let served = match tls {
-                Some((manager, id)) => {
-                    let incoming = crate::tls::incoming(xds, manager, id);
-                    grpc.serve_with_incoming_shutdown(incoming, stopped).await
-                }
-                None => {
-                    grpc.serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped)
-                        .await
-                }
-            };
+            let incoming = connections::incoming(xds, gate, tls, timeouts);
+            let served = grpc.serve_with_incoming_shutdown(incoming, stopped).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "xDS server failed");
             }
@@ -244,6 +251,7 @@ impl ControlPlane {
                 listener,
                 issuer,
                 webhook,
+                config.webhook_max_connections,
                 shutdown_rx.clone(),
             )?);
         } else {
@@ -251,8 +259,12 @@ impl ControlPlane {
         }
         tasks.push(tokio::spawn(crate::admin::serve(
             admin,
-            debug,
-            metrics.clone(),
+            crate::admin::Admin {
+                debug,
+                metrics: metrics.clone(),
+                debug_remote: config.admin_debug_remote,
+                max_connections: config.admin_max_connections,
+            },
             shutdown_rx,
         )));
         let webhook = webhook_addr.map_or_else(|| "off".to_string(), |a| a.to_string());

@@ -8,65 +8,23 @@ use std::{
     io,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use braid_identity::{CertificateManager, SpiffeId, tls};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
+    net::TcpStream,
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// A handshake that takes longer than this is dropped, so a client that
-/// connects and stalls holds nothing for long.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshaken connections waiting for the gRPC server.
-const BACKLOG: usize = 64;
-
-/// One accepted TLS connection, as the gRPC server wants it.
+/// One accepted TLS connection.
 #[derive(Debug)]
 pub struct TlsConnection(TlsStream<TcpStream>);
 
-/// Accepts on `listener` and hands over handshaken connections until the
-/// returned stream is dropped. Each handshake uses the current certificate,
-/// so a renewal applies to the next connection.
-pub fn incoming(
-    listener: TcpListener,
-    manager: CertificateManager,
-    id: SpiffeId,
-) -> ReceiverStream<io::Result<TlsConnection>> {
-    let (tx, rx) = mpsc::channel(BACKLOG);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed on the xDS port");
-                        continue;
-                    }
-                },
-                _ = tx.closed() => return,
-            };
-            let (tx, manager, id) = (tx.clone(), manager.clone(), id.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, &manager, &id)).await {
-                    Ok(Ok(conn)) => drop(tx.send(Ok(conn)).await),
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
-}
-
-async fn handshake(
+/// The server side of a TLS handshake on `tcp` with the current certificate
+/// of `id` (so a renewal applies to the next connection). The caller bounds
+/// how long it may take.
+pub(crate) async fn handshake(
     tcp: TcpStream,
     manager: &CertificateManager,
     id: &SpiffeId,
@@ -81,19 +39,10 @@ async fn handshake(
         .ok_or_else(|| other("no trust bundle yet".into()))?;
     let config = tls::server_config_client_cert_optional(&cert, &bundle)
         .map_err(|e| other(e.to_string()))?;
-    tcp.set_nodelay(true)?;
     Ok(TlsConnection(TlsAcceptor::from(config).accept(tcp).await?))
 }
 
 // === impl TlsConnection ===
-
-impl Connected for TlsConnection {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.get_ref().0.connect_info()
-    }
-}
 
 impl AsyncRead for TlsConnection {
     fn poll_read(

@@ -4,6 +4,14 @@
 //! [`stream::StreamState`] machine and writes responses. The state sits in the
 //! [`Registry`] so `proxy-status` can read it; its lock is never held across
 //! an await.
+//!
+//! The port needs no token by default, so nothing a client sends may cost
+//! unbounded memory or log: the stream machine bounds what a stream keeps
+//! ([`stream::Refusal`]), [`MAX_STREAMS_PER_CONNECTION`] bounds streams per
+//! connection, tonic's 4 MiB default bounds one message, warnings a client can
+//! trigger are rate-limited ([`throttle`]) and every peer string is logged
+//! through [`braid_model::text::Escaped`]. A request stream that cannot be read
+//! ends with RESOURCE_EXHAUSTED or INVALID_ARGUMENT, never with OK.
 
 use std::{
     net::SocketAddr,
@@ -18,20 +26,32 @@ use braid_api::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
     aggregated_discovery_service_server::AggregatedDiscoveryService,
 };
+use braid_model::text::escaped;
 use dashmap::DashMap;
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::{auth::Authenticator, metrics::Metrics, snapshot::Snapshot, source::token::Principal};
 
 pub mod stream;
+pub mod throttle;
 
-use stream::StreamState;
+use stream::{Refusal, StreamState};
+use throttle::Warnings;
 
 /// Responses buffered per stream before the sender waits for the proxy.
 const STREAM_BUFFER: usize = 16;
+
+/// Concurrent HTTP/2 streams one client connection may open on the gRPC port
+/// (set on the server in `runtime.rs`). A proxy needs one ADS stream and the
+/// odd certificate or debug call; without a limit one connection could hold
+/// hyper's default of 200 streams, each with its own state and buffers.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+
+/// Bytes of a type URL (or other free-form peer field) written to a log line.
+const LOGGED_FIELD_BYTES: usize = 256;
 
 /// Every open stream, by a process-unique id.
 #[derive(Debug, Default)]
@@ -46,6 +66,7 @@ pub struct AdsServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    warnings: Arc<Warnings>,
     auth: Option<Authenticator>,
     require_token: bool,
 }
@@ -80,6 +101,7 @@ impl AdsServer {
             snapshots,
             registry,
             metrics,
+            warnings: Arc::default(),
             auth: None,
             require_token: false,
         }
@@ -100,7 +122,10 @@ impl AdsServer {
         let token = crate::auth::bearer(request)?;
         match (token, &self.auth) {
             (Some(token), Some(auth)) => auth.principal(token).await.map(Some).map_err(|refusal| {
-                tracing::warn!(reason = %refusal, "refused an xDS stream");
+                if let Some(suppressed) = self.warnings.refused.check() {
+                    let suppressed = (suppressed > 0).then_some(suppressed);
+                    tracing::warn!(reason = %refusal, suppressed, "refused an xDS stream");
+                }
                 Status::unauthenticated(refusal.to_string())
             }),
             (None, _) if self.require_token => Err(Status::unauthenticated(
@@ -141,6 +166,7 @@ impl AggregatedDiscoveryService for AdsServer {
             tx,
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
+            warnings: self.warnings.clone(),
         };
         tokio::spawn(task.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -155,6 +181,7 @@ struct StreamTask {
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    warnings: Arc<Warnings>,
 }
 
 impl StreamTask {
@@ -165,9 +192,21 @@ impl StreamTask {
         loop {
             let responses = tokio::select! {
                 request = self.requests.next() => match request {
-                    Some(Ok(request)) => self.on_request(request),
+                    Some(Ok(request)) => match self.on_request(request) {
+                        Ok(responses) => responses,
+                        Err(refusal) => {
+                            self.end(refusal_status(&refusal)).await;
+                            break;
+                        }
+                    },
                     Some(Err(status)) => {
-                        tracing::debug!(stream = self.id, %status, "xDS stream ended with an error");
+                        match request_error(status) {
+                            // Ending without a status would tell the proxy OK.
+                            Ok(status) => self.end(status).await,
+                            Err(status) => {
+                                tracing::debug!(stream = self.id, %status, "xDS stream ended with an error");
+                            }
+                        }
                         break;
                     }
                     None => break,
@@ -189,23 +228,60 @@ impl StreamTask {
         tracing::debug!(stream = self.id, "xDS stream closed");
     }
 
+    /// Ends the stream with `status` (the proxy reads it in the trailers).
+    async fn end(&self, status: Status) {
+        if let Some(suppressed) = self.warnings.refused.check() {
+            let suppressed = (suppressed > 0).then_some(suppressed);
+            let (node, peer) = {
+                let state = self.lock();
+                (state.node_id.clone(), state.peer.clone())
+            };
+            tracing::warn!(
+                stream = self.id,
+                node = %escaped(&node),
+                %peer,
+                code = ?status.code(),
+                message = %escaped(status.message()).truncated(LOGGED_FIELD_BYTES),
+                suppressed,
+                "ending an xDS stream: bad request"
+            );
+        }
+        let _ = self.tx.send(Err(status)).await;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Vec<DeltaDiscoveryResponse> {
+    fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+    ) -> Result<Vec<DeltaDiscoveryResponse>, Refusal> {
         let snapshot = self.snapshots.borrow().clone();
-        let reason = request.error_detail.as_ref().map(|s| s.message.clone());
         let mut state = self.lock();
-        let outcome = state.on_request(request, &snapshot);
+        let outcome = state.on_request(request, &snapshot)?;
         if outcome.acked {
             self.metrics.acks.fetch_add(1, Relaxed);
         }
-        if outcome.nacked {
+        if let Some(reason) = &outcome.nack {
             self.metrics.nacks.fetch_add(1, Relaxed);
-            tracing::warn!(node = %state.node_id, reason = reason.as_deref().unwrap_or(""), "proxy rejected configuration (NACK)");
+            if let Some(suppressed) = self.warnings.nack.check() {
+                let suppressed = (suppressed > 0).then_some(suppressed);
+                tracing::warn!(node = %escaped(&state.node_id), reason = %escaped(reason), suppressed, "proxy rejected configuration (NACK)");
+            }
         }
-        outcome.responses
+        if let Some(type_url) = &outcome.unknown_type
+            && let Some(suppressed) = self.warnings.unknown_type.check()
+        {
+            let suppressed = (suppressed > 0).then_some(suppressed);
+            tracing::warn!(
+                node = %escaped(&state.node_id),
+                type_url = %escaped(type_url).truncated(LOGGED_FIELD_BYTES),
+                suppressed,
+                "ignoring request for a type this control plane does not serve"
+            );
+        }
+        Ok(outcome.responses)
     }
 
     async fn send(&self, responses: Vec<DeltaDiscoveryResponse>) -> bool {
@@ -219,5 +295,38 @@ impl StreamTask {
             }
         }
         true
+    }
+}
+
+/// The status for a request the stream machine refused.
+fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::TooManyNames { .. } => Status::resource_exhausted(refusal.to_string()),
+        Refusal::NodeIdTooLong { .. } | Refusal::NameTooLong { .. } => {
+            Status::invalid_argument(refusal.to_string())
+        }
+    }
+}
+
+/// What the proxy is told when its request stream cannot be read, or
+/// `Err` when the connection itself failed (a proxy went away: nobody is
+/// left to tell). tonic's decoder says OUT_OF_RANGE for a message over the
+/// limit and INTERNAL for bytes that do not decode, which blames neither
+/// side; on a request stream both are the client's doing. Transport errors
+/// are the ones that carry a source (h2, hyper); the decoder's carry none.
+fn request_error(status: Status) -> Result<Status, Status> {
+    if std::error::Error::source(&status).is_some() {
+        return Err(status);
+    }
+    match status.code() {
+        Code::OutOfRange | Code::ResourceExhausted => Ok(Status::resource_exhausted(format!(
+            "xDS request too large: {}",
+            status.message()
+        ))),
+        Code::Internal | Code::Unknown => Ok(Status::invalid_argument(format!(
+            "cannot decode the xDS request (a DeltaDiscoveryRequest): {}",
+            status.message()
+        ))),
+        _ => Ok(status),
     }
 }

@@ -81,6 +81,22 @@ mod tests {
         assert!(moved.is_err_and(|e| e.contains("9999")));
     }
 
+    /// Issue 14: the ports refused as a tunnel's target are exactly those a
+    /// proxy binds, and the capture listeners are among them.
+    #[test]
+    fn proxy_ports_are_the_ports_a_proxy_binds() {
+        let reserved: Vec<u16> = (0..=u16::MAX)
+            .filter(|&p| ports::is_proxy_port(p))
+            .collect();
+        assert_eq!(reserved, [15000, 15001, 15006, 15008, 15020, 15021]);
+        let capture: Vec<u16> = (0..=u16::MAX)
+            .filter(|&p| ports::is_capture_port(p))
+            .collect();
+        assert_eq!(capture, [15001, 15006, 15008]);
+        // The control plane's ports are not a proxy's.
+        assert!(!ports::is_proxy_port(ports::XDS.number));
+    }
+
     #[test]
     fn every_port_and_metric_names_a_component() {
         for port in ports::ALL {

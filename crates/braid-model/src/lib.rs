@@ -9,7 +9,8 @@
 //! them in `braid-crd`.
 //!
 //! [`catalog`] lists every port Braid binds and every metric it exposes, for
-//! the code and for the generated reference pages.
+//! the code and for the generated reference pages. [`text`] escapes
+//! peer-supplied strings for logs and terminals (control plane and braidctl).
 
 mod ids;
 mod mode;
@@ -21,6 +22,7 @@ mod workload;
 pub mod catalog;
 pub mod k8s;
 pub mod names;
+pub mod text;
 
 pub use ids::{ServiceRef, WorkloadUid};
 pub use mode::{DataPlaneMode, MODE_LABEL, WAYPOINT_LABEL};

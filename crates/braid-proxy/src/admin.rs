@@ -9,13 +9,21 @@
 //! | metrics | `0.0.0.0:15020` | `/metrics` |
 //! | readiness | `0.0.0.0:15021` | `/healthz/ready` |
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use braid_listen::Gate;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+/// Default `--endpoint-max-connections`: probes, a scraper, an operator.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// A client that sends no request headers for this long (a new connection,
+/// or between requests) is disconnected.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the endpoints show; implemented by each composition.
 pub trait AdminView: Send + Sync + 'static {
@@ -38,25 +46,34 @@ pub enum Role {
     Readiness,
 }
 
-/// Serves `role`'s paths on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, role: Role, view: Arc<dyn AdminView>) {
+impl Role {
+    /// The listener's name in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Metrics => "metrics",
+            Self::Readiness => "readiness",
+        }
+    }
+}
+
+/// Serves `role`'s paths on `listener`, admitting connections through
+/// `gate` (its cap and accept backoff), until the task is dropped.
+pub async fn serve(listener: TcpListener, mut gate: Gate, role: Role, view: Arc<dyn AdminView>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, ?role, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let ((stream, _), permit) = gate.accept(|| listener.accept()).await;
         let view = view.clone();
         let service = hyper::service::service_fn(move |req| {
             let response = route(&req, role, view.as_ref());
             async move { Ok::<_, Infallible>(response) }
         });
+        // The header timeout also bounds an idle kept-alive connection.
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(error) = conn.await {
                 tracing::debug!(%error, "admin connection ended");
             }

@@ -72,6 +72,17 @@ pub struct EndpointArgs {
         value_name = "ADDR"
     )]
     pub readiness_listen: SocketAddr,
+
+    /// Most connections open at once on each of the three endpoints; new
+    /// ones beyond are closed at once (and logged). A connection that sends
+    /// no request headers for 10 s is closed too.
+    #[arg(
+        long,
+        env = "BRAID_ENDPOINT_MAX_CONNECTIONS",
+        default_value_t = admin::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub endpoint_max_connections: usize,
 }
 
 /// Why a proxy cannot start.
@@ -239,7 +250,13 @@ pub(crate) async fn serve_endpoints(
             .map_err(|source| StartError::Listen { flag, addr, source })?;
         addrs[i] = listener.local_addr().unwrap_or(addr);
         tracing::info!(addr = %addrs[i], ?role, "listening");
-        tasks.push(tokio::spawn(admin::serve(listener, role, view.clone())));
+        let gate = braid_listen::Gate::new(role.name()).with_limit(args.endpoint_max_connections);
+        tasks.push(tokio::spawn(admin::serve(
+            listener,
+            gate,
+            role,
+            view.clone(),
+        )));
     }
     Ok((addrs, tasks))
 }

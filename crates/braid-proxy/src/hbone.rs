@@ -84,6 +84,10 @@ pub struct Settings {
     /// that race into a short delay instead of a failed connection. Never
     /// falls back to plaintext.
     pub refused_retry: Duration,
+    /// Connections a server keeps open at once; new ones beyond are closed
+    /// at once (and logged), so peers cannot exhaust the proxy's file
+    /// descriptors. 0: no cap.
+    pub max_connections: usize,
 }
 
 // === impl Settings ===
@@ -100,6 +104,7 @@ impl Default for Settings {
             keepalive_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             refused_retry: Duration::from_secs(1),
+            max_connections: 4096,
         }
     }
 }

@@ -35,7 +35,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("BRAID_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour(&std::io::stdout()));
     if cli.log_format == "json" {
         logs.json().init();
     } else {
@@ -55,6 +57,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colour only for a person at a terminal: never in a file, a pipe or a
+/// log collector, and never with `NO_COLOR` set (<https://no-color.org>).
+fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The async runtime for `cli`'s subcommand (see `--worker-threads`).

@@ -56,7 +56,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, Str
 async fn start(role: Role, view: Arc<View>) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(serve(listener, role, view));
+    tokio::spawn(serve(listener, braid_listen::Gate::new("test"), role, view));
     Ok(addr)
 }
 

@@ -65,6 +65,14 @@ mod subscription;
 mod type_state;
 mod watch;
 
+/// Bytes of a server-supplied field (type URL, nonce, name) written to a log
+/// line; every such field is also escaped ([`braid_model::text::Escaped`]) so
+/// a control plane cannot forge log lines or drive a terminal.
+const LOGGED_FIELD_BYTES: usize = 256;
+
+/// Bytes of a NACK reason written to a log line (it quotes resource names).
+const LOGGED_REASON_BYTES: usize = 1024;
+
 #[cfg(feature = "test-util")]
 pub mod test_util;
 

@@ -4,9 +4,10 @@
 //! the I/O.
 
 use braid_api::{envoy::service::discovery::v3 as xds, google::rpc};
+use braid_model::text::escaped;
 
 use crate::{
-    Nack, Rejected, TypeStatus,
+    LOGGED_FIELD_BYTES, LOGGED_REASON_BYTES, Nack, Rejected, TypeStatus,
     subscription::{Subscribed, Subscription},
     watch::{ErasedWatch, RawDelta},
 };
@@ -121,7 +122,13 @@ impl TypeState {
             None
         } else {
             let reason = Rejected::nack_message(&rejected, total);
-            tracing::warn!(type_url = self.type_url, nonce = %response.nonce, %reason, "rejecting xds response");
+            // The reason quotes the server's names and values: escaped, bounded.
+            tracing::warn!(
+                type_url = self.type_url,
+                nonce = %escaped(&response.nonce).truncated(LOGGED_FIELD_BYTES),
+                reason = %escaped(&reason).truncated(LOGGED_REASON_BYTES),
+                "rejecting xds response"
+            );
             self.status.nacks += 1;
             self.status.last_nack = Some(Nack {
                 nonce: response.nonce.clone(),
@@ -164,7 +171,7 @@ impl TypeState {
 pub(crate) fn reject_unwatched(
     response: &xds::DeltaDiscoveryResponse,
 ) -> xds::DeltaDiscoveryRequest {
-    tracing::warn!(type_url = %response.type_url, "rejecting a response for a type url that is not watched");
+    tracing::warn!(type_url = %escaped(&response.type_url).truncated(LOGGED_FIELD_BYTES), "rejecting a response for a type url that is not watched");
     xds::DeltaDiscoveryRequest {
         type_url: response.type_url.clone(),
         response_nonce: response.nonce.clone(),

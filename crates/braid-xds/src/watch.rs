@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use braid_api::envoy::service::discovery::v3 as xds;
+use braid_model::text::escaped;
 
 use crate::{
-    Delta, Handler, Rejected, Resource, ResourceError, Store, Updated, resource::decode,
-    subscription::Subscribed,
+    Delta, Handler, LOGGED_FIELD_BYTES, Rejected, Resource, ResourceError, Store, Updated,
+    resource::decode, subscription::Subscribed,
 };
 
 /// A watch with its type erased: what the stream loop needs from it.
@@ -84,7 +85,7 @@ impl<T: Resource, H: Handler<T>> ErasedWatch for Watch<T, H> {
             let result = if duplicated.contains(&r.name) {
                 Err(ResourceError::Duplicate)
             } else if !subscribed.wants(&r.name) {
-                tracing::debug!(type_url = T::TYPE_URL, name = %r.name, "ignoring a resource not subscribed to");
+                tracing::debug!(type_url = T::TYPE_URL, name = %escaped(&r.name).truncated(LOGGED_FIELD_BYTES), "ignoring a resource not subscribed to");
                 continue;
             } else {
                 decode::<T>(&r)

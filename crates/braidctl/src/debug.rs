@@ -1,5 +1,10 @@
 //! `proxy-status` and `config-errors`: read-only views served by the control
 //! plane's debug gRPC API on its xDS port.
+//!
+//! Node ids, NACK reasons and names come from proxies through the control
+//! plane, so every field printed goes through [`cell`] (tables, lines) or
+//! [`print_json`]: a control character shows as an escape and never reaches
+//! the operator's terminal.
 
 use std::{fmt::Write as _, process::ExitCode};
 
@@ -11,8 +16,9 @@ use braid_api::{
     },
     type_url,
 };
+use braid_model::text;
 
-use crate::ControlPlane;
+use crate::{ControlPlane, DebugClient};
 
 /// Arguments of `braidctl proxy-status`.
 #[derive(Debug, clap::Args)]
@@ -31,12 +37,14 @@ pub(crate) struct ConfigErrorsArgs {
     control_plane: ControlPlane,
 }
 
-pub(crate) async fn connect(
-    cp: &ControlPlane,
-) -> anyhow::Result<ControlPlaneDebugClient<tonic::transport::Channel>> {
+/// A debug client; with `--token-file`/`BRAID_TOKEN`, every call presents
+/// the token (the control plane requires one off loopback).
+pub(crate) async fn connect(cp: &ControlPlane) -> anyhow::Result<DebugClient> {
     let tls = cp.tls()?;
+    let bearer = cp.bearer()?;
     let channel = braid_xds::channel::connect(&cp.uri(), tls.as_ref()).await;
-    channel.map(ControlPlaneDebugClient::new).with_context(|| {
+    let client = |channel| ControlPlaneDebugClient::with_interceptor(channel, bearer);
+    channel.map(client).with_context(|| {
         let hint = cp.tls_hint();
         format!(
             "cannot reach the control plane at {}; is braid-control running? (set --control-plane){hint}",
@@ -64,7 +72,7 @@ pub(crate) async fn proxy_status(args: ProxyStatusArgs) -> anyhow::Result<ExitCo
         .iter()
         .all(|p| p.types.iter().all(|t| t.in_sync));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json_view(&status))?);
+        print_json(&json_view(&status))?;
     } else {
         print!("{}", table(&status));
     }
@@ -106,14 +114,12 @@ fn table(status: &ProxyStatusResponse) -> String {
             };
             let nack = t.last_nack.as_ref().map_or_else(
                 || "-".to_string(),
-                |n| format!("v{}: {}", n.version, n.reason),
+                |n| format!("v{}: {}", cell(&n.version), cell(&n.reason)),
             );
             rows.push(vec![
-                p.node_id.clone(),
-                p.peer.clone(),
-                type_url::short_name(&t.type_url)
-                    .unwrap_or(&t.type_url)
-                    .to_string(),
+                cell(&p.node_id),
+                cell(&p.peer),
+                cell(type_url::short_name(&t.type_url).unwrap_or(&t.type_url)),
                 dash(&t.sent_version),
                 dash(&t.acked_version),
                 state.to_string(),
@@ -124,7 +130,7 @@ fn table(status: &ProxyStatusResponse) -> String {
     }
     let mut out = format!(
         "control plane version {} · {} proxies\n",
-        status.current_version,
+        cell(&status.current_version),
         status.proxies.len()
     );
     write_aligned(&mut out, &rows);
@@ -153,11 +159,22 @@ pub(crate) fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
 }
 
 fn dash(s: &str) -> String {
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s.to_string()
-    }
+    if s.is_empty() { "-".into() } else { cell(s) }
+}
+
+/// A field from the control plane as it may be printed: control characters
+/// (ESC, newlines, C1, bidirectional overrides) escaped.
+pub(crate) fn cell(s: &str) -> String {
+    text::escaped(s).to_string()
+}
+
+/// Prints `value` as pretty JSON. `serde_json` escapes C0 controls; the
+/// rest that could drive a terminal (DEL, C1, bidi overrides) is escaped too,
+/// and the document still reads back the same.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(value)?;
+    println!("{}", text::json_terminal_safe(&json));
+    Ok(())
 }
 
 fn json_view(status: &ProxyStatusResponse) -> serde_json::Value {
@@ -201,16 +218,22 @@ pub(crate) async fn config_errors(args: ConfigErrorsArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     for e in &errors {
-        let mut line = e.file.clone();
-        if e.document >= 0 {
-            let _ = write!(line, ": document {}", e.document);
-        }
-        if !e.field.is_empty() {
-            let _ = write!(line, ": field {}", e.field);
-        }
-        println!("{line}: {}", e.message);
+        print!("{}", config_error_line(e));
     }
     Ok(ExitCode::from(1))
+}
+
+/// One configuration error as a line: `file: document N: field F: message`.
+fn config_error_line(e: &braid_api::braid::admin::v1alpha1::ConfigError) -> String {
+    let mut line = cell(&e.file);
+    if e.document >= 0 {
+        let _ = write!(line, ": document {}", e.document);
+    }
+    if !e.field.is_empty() {
+        let _ = write!(line, ": field {}", cell(&e.field));
+    }
+    let _ = writeln!(line, ": {}", cell(&e.message));
+    line
 }
 
 #[cfg(test)]
@@ -266,6 +289,67 @@ mod tests {
                 && lines[3].contains("NACKED")
                 && lines[3].ends_with("v7: bad port"),
             "{out}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use braid_api::braid::admin::v1alpha1::{ConfigError, Nack, ProxyStatus, TypeStatus};
+
+    use super::*;
+
+    fn hostile() -> ProxyStatusResponse {
+        ProxyStatusResponse {
+            current_version: "3".into(),
+            proxies: vec![ProxyStatus {
+                node_id: "evil\x1b[2J\nforged".into(),
+                peer: "127.0.0.1:1".into(),
+                types: vec![TypeStatus {
+                    type_url: "x\u{9b}31m".into(),
+                    sent_version: "3".into(),
+                    last_nack: Some(Nack {
+                        nonce: "1".into(),
+                        version: "3".into(),
+                        reason: "bad\x1b]0;title\x07\u{202e}".into(),
+                        at: None,
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn proxy_status_escapes_terminal_controls() {
+        let out = table(&hostile());
+        assert!(
+            !out.chars().any(|c| text::is_unsafe(c) && c != '\n'),
+            "{out:?}"
+        );
+        assert_eq!(out.lines().count(), 3, "no forged line: {out}");
+        assert!(out.contains("evil\\u{1b}[2J\\nforged"), "{out}");
+        assert!(out.contains("bad\\u{1b}]0;title\\u{7}\\u{202e}"), "{out}");
+        let json = serde_json::to_string_pretty(&json_view(&hostile())).expect("json");
+        let safe = text::json_terminal_safe(&json);
+        assert!(
+            !safe.chars().any(|c| text::is_unsafe(c) && c != '\n'),
+            "{safe}"
+        );
+    }
+
+    #[test]
+    fn config_errors_escape_terminal_controls() {
+        let line = config_error_line(&ConfigError {
+            file: "a\x1b[2J.yaml".into(),
+            document: 1,
+            field: "spec\r".into(),
+            message: "bad\nforged".into(),
+        });
+        assert_eq!(
+            line,
+            "a\\u{1b}[2J.yaml: document 1: field spec\\r: bad\\nforged\n"
         );
     }
 }

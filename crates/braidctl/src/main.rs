@@ -93,6 +93,39 @@ struct ControlPlane {
     /// Trust domain of the control plane's identity (with --ca-root).
     #[arg(long, env = "BRAID_TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
+
+    /// A file holding the token that `status`, `proxy-status` and
+    /// `config-errors` present: the debug API wants one from callers that
+    /// are not on the control plane's loopback. A proxy token, or on
+    /// Kubernetes a pod's ServiceAccount token with audience `braid`
+    /// (`kubectl create token SA --audience braid --bound-object-kind Pod
+    /// --bound-object-name POD`). `BRAID_TOKEN` may hold the token itself.
+    #[arg(long, env = "BRAID_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// The debug API client every command uses.
+type DebugClient =
+    braid_api::braid::admin::v1alpha1::control_plane_debug_client::ControlPlaneDebugClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+    >;
+
+/// Adds `authorization: Bearer <token>` to every call, when there is a token.
+#[derive(Clone, Debug)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl ControlPlane {
@@ -113,6 +146,24 @@ impl ControlPlane {
         } else {
             ""
         }
+    }
+
+    /// The token of `--token-file`, else of `BRAID_TOKEN`, as metadata.
+    fn bearer(&self) -> anyhow::Result<Bearer> {
+        use anyhow::Context as _;
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --token-file {}", path.display()))?,
+            None => std::env::var("BRAID_TOKEN").unwrap_or_default(),
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Ok(Bearer(None));
+        }
+        let value = format!("Bearer {token}")
+            .parse()
+            .context("the token must be printable ASCII")?;
+        Ok(Bearer(Some(value)))
     }
 
     /// TLS settings when `--ca-root` is given.

@@ -49,7 +49,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_inner();
     match args.output {
         Output::Table => print!("{}", table(&status, args.namespace.as_deref())),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&json_view(&status))?),
+        Output::Json => debug::print_json(&json_view(&status))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -78,14 +78,15 @@ fn table(status: &ModeStatusResponse, namespace: Option<&str>) -> String {
         .map(String::from)
         .to_vec(),
     ];
+    // Every cell from the control plane is escaped: node ids come from proxies.
     for w in &status.workloads {
         rows.push(vec![
-            w.namespace.clone(),
-            w.name.clone(),
+            debug::cell(&w.namespace),
+            debug::cell(&w.name),
             if w.node.is_empty() {
                 "-".into()
             } else {
-                w.node.clone()
+                debug::cell(&w.node)
             },
             mode(w.effective_mode).into(),
             mode(w.actual_mode).into(),
@@ -146,8 +147,8 @@ fn proxy(w: &WorkloadModeStatus) -> String {
     };
     match ProxyKind::try_from(p.kind) {
         Ok(ProxyKind::Sidecar) => "sidecar connected".into(),
-        Ok(ProxyKind::Ztunnel) => format!("ztunnel {} connected", w.node),
-        _ => format!("{} connected", p.node_id),
+        Ok(ProxyKind::Ztunnel) => format!("ztunnel {} connected", debug::cell(&w.node)),
+        _ => format!("{} connected", debug::cell(&p.node_id)),
     }
 }
 
@@ -313,6 +314,26 @@ mod tests {
         );
         assert_eq!(lines[5], "4 workloads, 3 wait for a restart");
         assert_eq!(lines.len(), 6);
+    }
+
+    #[test]
+    fn status_escapes_terminal_controls() {
+        let mut status = example();
+        status.workloads[0].name = "a\x1b[2J\nforged".into();
+        status.workloads[0].node = "n\u{9b}".into();
+        status.workloads[0].proxy = Some(ServingProxy {
+            kind: 0,
+            node_id: "evil\x1b]0;x\x07".into(),
+        });
+        let out = table(&status, None);
+        assert!(
+            !out.chars()
+                .any(|c| braid_model::text::is_unsafe(c) && c != '\n'),
+            "{out:?}"
+        );
+        assert_eq!(out.lines().count(), 6, "no forged line: {out}");
+        assert!(out.contains("a\\u{1b}[2J\\nforged"), "{out}");
+        assert!(out.contains("evil\\u{1b}]0;x\\u{7} connected"), "{out}");
     }
 
     #[test]

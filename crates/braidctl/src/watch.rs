@@ -133,11 +133,37 @@ fn print_delta<T: Serialize>(short: &str, delta: &Delta<T>) {
     let _ = out.flush();
 }
 
+/// Writes one JSON line. Names and resources come from the control plane:
+/// what `serde_json` leaves raw that could drive a terminal (DEL, C1, bidi
+/// overrides) is escaped as well.
 fn write_line(out: &mut impl std::io::Write, line: &impl Serialize) {
     match serde_json::to_string(line) {
         Ok(json) => {
-            let _ = writeln!(out, "{json}");
+            let _ = writeln!(out, "{}", braid_model::text::json_terminal_safe(&json));
         }
         Err(e) => eprintln!("cannot print resource: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_lines_escape_terminal_controls() {
+        let line: Line<'_, String> = Line::Remove {
+            r#type: "workload",
+            name: "ns/a\x1b[2J\u{9b}\u{202e}",
+            system_version: "1",
+        };
+        let mut out = Vec::new();
+        write_line(&mut out, &line);
+        let out = String::from_utf8(out).expect("utf-8");
+        assert!(
+            !out.trim_end().chars().any(braid_model::text::is_unsafe),
+            "{out:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&out).expect("still JSON");
+        assert_eq!(back["name"], "ns/a\x1b[2J\u{9b}\u{202e}");
     }
 }

@@ -432,3 +432,57 @@ async fn status_shows_each_mode_and_what_a_switch_waits_for() -> anyhow::Result<
     cp.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn proxy_status_escapes_terminal_controls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("pods.yaml"), pod("a", "198.18.0.1", "a"))?;
+    let cp = ControlPlane::start(Config::for_tests(dir.path())).await?;
+    let addr = cp.xds_addr().to_string();
+    // A proxy whose node id clears the screen and forges a line.
+    let hostile = "evil\x1b[2J\nforged\u{9b}";
+    let mut watch = braidctl()
+        .args([
+            "x",
+            "watch",
+            "--type",
+            "workload",
+            "--control-plane",
+            &addr,
+            "--node-id",
+            hostile,
+        ])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut table = String::new();
+    for _ in 0..100 {
+        let (_, out) = run(&["proxy-status", "--control-plane", &addr]).await?;
+        table = out;
+        if table.contains("evil") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unsafe_char = |c: char| c.is_control() && c != '\n';
+    assert!(
+        table.contains("evil\\u{1b}[2J\\nforged\\u{9b}"),
+        "{table:?}"
+    );
+    assert!(!table.chars().any(unsafe_char), "{table:?}");
+    assert!(
+        !table.lines().any(|l| l.starts_with("forged")),
+        "a forged line: {table}"
+    );
+    let (_, json) = run(&["proxy-status", "--json", "--control-plane", &addr]).await?;
+    assert!(!json.chars().any(unsafe_char), "{json:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(
+        parsed["proxies"][0]["node_id"], hostile,
+        "JSON keeps the data"
+    );
+    let (_, status) = run(&["status", "--control-plane", &addr]).await?;
+    assert!(!status.chars().any(unsafe_char), "{status:?}");
+    watch.kill().await?;
+    cp.shutdown().await;
+    Ok(())
+}

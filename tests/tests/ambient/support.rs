@@ -292,11 +292,13 @@ pub fn peer_authentication(ns: &str, name: &str, mode: &str) -> String {
 
 mod cluster;
 mod cni;
+mod hbone;
 pub mod kube;
 mod process;
 mod traffic;
 
 pub use cluster::*;
 pub use cni::*;
+pub use hbone::*;
 pub use process::*;
 pub use traffic::*;

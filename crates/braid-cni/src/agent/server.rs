@@ -34,16 +34,12 @@ pub(super) fn bind(path: &Path) -> Result<UnixListener, AgentError> {
     Ok(listener)
 }
 
-/// Accepts forever, one task per connection.
+/// Accepts forever, one task per connection. An accept error (out of file
+/// descriptors) is retried with a backoff rather than ending the agent.
 pub(super) async fn serve(listener: UnixListener, agent: Agent) -> Result<(), AgentError> {
+    let mut gate = braid_listen::Gate::new("CNI plugin socket");
     loop {
-        let (stream, _) = listener
-            .accept()
-            .await
-            .map_err(|source| AgentError::Serve {
-                path: agent.inner.config.socket.clone(),
-                source,
-            })?;
+        let ((stream, _), _) = gate.accept(|| listener.accept()).await;
         let agent = agent.clone();
         tokio::spawn(async move {
             if let Err(error) = answer(stream, &agent).await {

@@ -5,10 +5,11 @@
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use braid_identity::rustls::ServerConfig;
+use braid_listen::Gate;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
@@ -17,7 +18,7 @@ use super::{
     cert::{CertError, WebhookIssuer},
     review::{Outcome, ReviewError, review},
 };
-use crate::index::NamespaceModes;
+use crate::{config::HTTP_HEADER_TIMEOUT, index::NamespaceModes};
 
 /// The path kube-apiserver posts to (the webhook configuration's
 /// `clientConfig.service.path`).
@@ -41,42 +42,41 @@ pub struct Webhook {
 
 /// Issues the first certificate, then spawns the server and the renewal
 /// task; both stop when `shutdown` turns true.
+/// `max_connections` caps the connections open at once.
 pub fn spawn(
     listener: TcpListener,
     issuer: WebhookIssuer,
     webhook: Webhook,
+    max_connections: usize,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, CertError> {
     let (config, expiry) = issuer.issue()?;
     let (tls_tx, tls) = watch::channel(config);
+    let gate = Gate::new("injection webhook").with_limit(max_connections);
     Ok(vec![
         tokio::spawn(issuer.renew(expiry, tls_tx, shutdown.clone())),
-        tokio::spawn(serve(listener, tls, webhook, shutdown)),
+        tokio::spawn(serve(listener, gate, tls, webhook, shutdown)),
     ])
 }
 
-/// Serves the webhook on `listener` with the TLS configuration in `tls`
-/// until `shutdown` turns true.
+/// Serves the webhook on `listener`, admitting connections through `gate`,
+/// with the TLS configuration in `tls` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
+    mut gate: Gate,
     tls: watch::Receiver<Arc<ServerConfig>>,
     webhook: Webhook,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed on the webhook port");
-                    continue;
-                }
-            },
+        let ((tcp, peer), permit) = tokio::select! {
+            accepted = gate.accept(|| listener.accept()) => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
         let webhook = webhook.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -89,7 +89,10 @@ pub async fn serve(
                 let webhook = webhook.clone();
                 async move { Ok::<_, Infallible>(handle(req, &webhook).await) }
             });
+            // The header timeout also bounds an idle kept-alive connection.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "webhook connection ended");

@@ -1,6 +1,13 @@
 //! The per-stream Delta xDS state machine: what each connected proxy
 //! subscribed to, which resource versions it holds, and which responses it
 //! has (N)ACKed. Pure: requests and snapshots in, responses out.
+//!
+//! Anyone who reaches the xDS port can open a stream, so what one stream may
+//! make us keep is bounded here: a NACK reason is stored truncated to
+//! [`MAX_NACK_REASON_BYTES`], a node id longer than [`MAX_NODE_ID_BYTES`] or a
+//! resource name longer than [`MAX_NAME_BYTES`] is refused, and so is a stream
+//! that subscribes to more than [`MAX_NAMED_SUBSCRIPTIONS`] names (a
+//! [`Refusal`] ends it, and its state goes with it).
 
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
@@ -11,6 +18,7 @@ use std::{
 use braid_api::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
 };
+use braid_model::text;
 use serde::Serialize;
 
 use crate::snapshot::{Resource, ResourceType, Snapshot};
@@ -27,6 +35,28 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// The wildcard resource name.
 const WILDCARD: &str = "*";
 
+/// Bytes of a NACK reason a stream keeps (and `proxy-status` shows): enough
+/// for any real reason (braid-xds names each rejected resource and field),
+/// and 50 streams of 3 MiB reasons then cost kilobytes, not megabytes.
+pub const MAX_NACK_REASON_BYTES: usize = 1024;
+
+/// Longest node id accepted. Ids like `sidecar~<ip>~<pod>.<ns>~<ns>.svc.<domain>`
+/// stay well under it; a longer one is refused rather than cut, since a cut
+/// id could name another proxy.
+pub const MAX_NODE_ID_BYTES: usize = 512;
+
+/// Bytes of the client's `user_agent_name` kept, for display only.
+pub const MAX_USER_AGENT_BYTES: usize = 128;
+
+/// Longest resource name accepted in a subscription: names are
+/// `<namespace>/<name>` (63 + 1 + 253 bytes at most in Kubernetes), so a
+/// longer one can never match and would only cost memory.
+pub const MAX_NAME_BYTES: usize = 512;
+
+/// Named subscriptions one stream may hold, all types together. Braid's
+/// proxies subscribe by wildcard; `braidctl x watch --name` names a few.
+pub const MAX_NAMED_SUBSCRIPTIONS: usize = 10_000;
+
 /// One proxy's stream.
 #[derive(Debug)]
 pub struct StreamState {
@@ -42,15 +72,61 @@ pub struct StreamState {
     next_nonce: u64,
 }
 
-/// What happened to one request, for metrics.
+/// What happened to one request, for metrics and logs.
 #[derive(Debug, Default, PartialEq)]
 pub struct RequestOutcome {
     /// Responses to send (several when a large answer is split).
     pub responses: Vec<DeltaDiscoveryResponse>,
     /// The request ACKed a response.
     pub acked: bool,
-    /// The request NACKed a response.
-    pub nacked: bool,
+    /// The request NACKed a response, for this reason (as stored: truncated
+    /// to [`MAX_NACK_REASON_BYTES`], not yet escaped).
+    pub nack: Option<String>,
+    /// The request was for this type URL, which this control plane does not
+    /// serve; it was ignored.
+    pub unknown_type: Option<String>,
+}
+
+/// Why a request ends its stream: it asks for more than one stream may hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The node id is over [`MAX_NODE_ID_BYTES`].
+    #[error("node id of {len} bytes is longer than the {max} bytes allowed")]
+    NodeIdTooLong {
+        /// Its length.
+        len: usize,
+        /// [`MAX_NODE_ID_BYTES`].
+        max: usize,
+    },
+    /// A subscribed name is over [`MAX_NAME_BYTES`].
+    #[error(
+        "resource name of {len} bytes subscribed for {type_url} is longer than the {max} bytes allowed (names are <namespace>/<name>)"
+    )]
+    NameTooLong {
+        /// The type subscribed to.
+        type_url: &'static str,
+        /// The name's length.
+        len: usize,
+        /// [`MAX_NAME_BYTES`].
+        max: usize,
+    },
+    /// The stream would hold more than [`MAX_NAMED_SUBSCRIPTIONS`] names.
+    #[error(
+        "more than {max} named subscriptions on one stream (subscribing to {type_url}); subscribe to \"*\" (wildcard) instead"
+    )]
+    TooManyNames {
+        /// The type of the name that went over.
+        type_url: &'static str,
+        /// [`MAX_NAMED_SUBSCRIPTIONS`].
+        max: usize,
+    },
+}
+
+/// How a request answered an in-flight response.
+enum Answer {
+    Ack,
+    /// With the reason, truncated.
+    Nack(String),
 }
 
 #[derive(Debug, Default)]
@@ -116,29 +192,43 @@ impl StreamState {
         }
     }
 
-    /// Handles one request against the current snapshot.
+    /// Handles one request against the current snapshot. A [`Refusal`]
+    /// means the stream must end (the state may then be partly updated).
     pub fn on_request(
         &mut self,
-        req: DeltaDiscoveryRequest,
+        mut req: DeltaDiscoveryRequest,
         snapshot: &Snapshot,
-    ) -> RequestOutcome {
+    ) -> Result<RequestOutcome, Refusal> {
         let mut outcome = RequestOutcome::default();
         if let Some(node) = &req.node
             && self.node_id.is_empty()
         {
+            if node.id.len() > MAX_NODE_ID_BYTES {
+                return Err(Refusal::NodeIdTooLong {
+                    len: node.id.len(),
+                    max: MAX_NODE_ID_BYTES,
+                });
+            }
             self.node_id.clone_from(&node.id);
-            self.user_agent.clone_from(&node.user_agent_name);
+            self.user_agent = text::truncated(&node.user_agent_name, MAX_USER_AGENT_BYTES).into();
         }
         let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
-            tracing::warn!(node = %self.node_id, type_url = %req.type_url, "ignoring request for a type this control plane does not serve");
-            return outcome;
+            outcome.unknown_type = Some(std::mem::take(&mut req.type_url));
+            return Ok(outcome);
         };
+        // Names held on the other types count against the same budget.
+        let others: usize = self
+            .types
+            .iter()
+            .filter(|(t, _)| **t != ty)
+            .map(|(_, s)| s.names.len())
+            .sum();
         let first = !self.types.contains_key(&ty);
         let state = self.types.entry(ty).or_default();
         if !req.response_nonce.is_empty() {
             match state.answer(&req) {
-                Some(true) => outcome.acked = true,
-                Some(false) => outcome.nacked = true,
+                Some(Answer::Ack) => outcome.acked = true,
+                Some(Answer::Nack(reason)) => outcome.nack = Some(reason),
                 None => {}
             }
         }
@@ -158,6 +248,21 @@ impl StreamState {
                 full |= !state.wildcard;
                 state.wildcard = true;
             } else {
+                if name.len() > MAX_NAME_BYTES {
+                    return Err(Refusal::NameTooLong {
+                        type_url: ty.type_url(),
+                        len: name.len(),
+                        max: MAX_NAME_BYTES,
+                    });
+                }
+                if others + state.names.len() >= MAX_NAMED_SUBSCRIPTIONS
+                    && !state.names.contains(&name)
+                {
+                    return Err(Refusal::TooManyNames {
+                        type_url: ty.type_url(),
+                        max: MAX_NAMED_SUBSCRIPTIONS,
+                    });
+                }
                 state.names.insert(name.clone());
                 // The protocol requires answering every named subscription,
                 // even when the proxy seems to hold the current version.
@@ -197,7 +302,7 @@ impl StreamState {
         if let Some(r) = response {
             outcome.responses = self.stamp(ty, r, snapshot.version);
         }
-        outcome
+        Ok(outcome)
     }
 
     /// The responses a new snapshot calls for (per type, one unless split).
@@ -314,8 +419,8 @@ impl TypeState {
         self.wildcard || self.names.contains(name)
     }
 
-    /// Records an ACK (`Some(true)`) or NACK (`Some(false)`); `None` for a stale nonce.
-    fn answer(&mut self, req: &DeltaDiscoveryRequest) -> Option<bool> {
+    /// Records an ACK or a NACK; `None` for a stale nonce (nothing kept).
+    fn answer(&mut self, req: &DeltaDiscoveryRequest) -> Option<Answer> {
         let pos = self
             .inflight
             .iter()
@@ -323,19 +428,22 @@ impl TypeState {
         let (nonce, version) = self.inflight.drain(..=pos).next_back()?;
         match &req.error_detail {
             Some(status) => {
+                // Only the bounded prefix is copied: the request, with the
+                // whole reason, is dropped once it is handled.
+                let reason = text::truncated(&status.message, MAX_NACK_REASON_BYTES).into_owned();
                 self.last_nack = Some(Nack {
                     nonce,
                     version,
-                    reason: status.message.clone(),
+                    reason: reason.clone(),
                     at: SystemTime::now(),
                 });
                 self.nacked = true;
-                Some(false)
+                Some(Answer::Nack(reason))
             }
             None => {
                 self.acked_version = Some(version);
                 self.nacked = false;
-                Some(true)
+                Some(Answer::Ack)
             }
         }
     }

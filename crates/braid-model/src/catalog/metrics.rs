@@ -98,7 +98,7 @@ pub const TCP_CONNECTIONS_CLOSED: Metric = proxy_counter(
 /// Connections refused by an AuthorizationPolicy or a STRICT mTLS mode.
 pub const TCP_CONNECTIONS_DENIED: Metric = proxy_counter(
     "braid_tcp_connections_denied_total",
-    "TCP connections refused by policy or mTLS mode.",
+    "TCP connections refused by policy, mTLS mode or for targeting a proxy port.",
 );
 
 /// Bytes from source to destination.

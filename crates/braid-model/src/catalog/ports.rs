@@ -163,6 +163,34 @@ pub const WEBHOOK: Port = Port {
     localhost_only: false,
 };
 
+/// The ports a proxy binds inside each captured pod's network namespace
+/// (15001, 15006, 15008): the capture listeners the redirect rules point at.
+pub const CAPTURE: &[Port] = &[OUTBOUND, INBOUND_PLAINTEXT, HBONE];
+
+/// Whether a proxy (ztunnel or sidecar) binds `port` by default: 15000,
+/// 15001, 15006, 15008, 15020 and 15021.
+///
+/// No tunnel targets such a port. A proxy that connected to one of its own
+/// capture listeners would take the connection as new traffic and open
+/// another one to the same target, without end (thousands of file
+/// descriptors a second); its HTTP endpoints are no mesh destination either.
+/// These ports are therefore reserved: applications must not listen on them.
+pub fn is_proxy_port(port: u16) -> bool {
+    ALL.iter().any(|p| {
+        p.number == port
+            && p.components
+                .iter()
+                .any(|c| matches!(c, Component::Ztunnel | Component::Sidecar))
+    })
+}
+
+/// Whether `port` is one of the [`CAPTURE`] listeners (15001, 15006,
+/// 15008). A connection that reaches one without being redirected there is
+/// addressed to the proxy itself and has nowhere to go.
+pub fn is_capture_port(port: u16) -> bool {
+    CAPTURE.iter().any(|p| p.number == port)
+}
+
 /// Every port, proxies first, in documentation order.
 pub const ALL: &[Port] = &[
     OUTBOUND,

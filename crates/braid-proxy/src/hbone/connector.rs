@@ -37,6 +37,21 @@ pub enum Refusal {
         /// Shown to the client in the reason header.
         reason: String,
     },
+    /// The target is a port the mesh's proxies bind
+    /// ([`braid_model::catalog::ports::is_proxy_port`]): `400`, since no
+    /// policy could make it right. A tunnel there would reach the proxy
+    /// itself, which would take it as new traffic and open another tunnel
+    /// to the same target, and so on until the node runs out of file
+    /// descriptors.
+    #[error(
+        "{target} is refused: port {} is reserved for the mesh's proxies and is never a \
+         tunnel's target (a tunnel there would loop back into the proxy)",
+        .target.port()
+    )]
+    ProxyPort {
+        /// The target.
+        target: SocketAddr,
+    },
     /// Dialling the target failed: `503` when nothing listens there
     /// (connection refused), `504` on a timeout, `502` otherwise.
     #[error("could not connect to {target}: {source}")]
@@ -65,10 +80,22 @@ impl Refusal {
         }
     }
 
+    /// [`Refusal::ProxyPort`] when `target` is on a port the mesh's proxies
+    /// bind. A [`Connector`] that dials on a pod's behalf checks this
+    /// before anything else (the inbound connector does, and counts the
+    /// refusal as a denied connection).
+    pub fn check_target(target: SocketAddr) -> Result<(), Refusal> {
+        if braid_model::catalog::ports::is_proxy_port(target.port()) {
+            return Err(Refusal::ProxyPort { target });
+        }
+        Ok(())
+    }
+
     /// The response status this refusal becomes.
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Denied { .. } => StatusCode::FORBIDDEN,
+            Refusal::ProxyPort { .. } => StatusCode::BAD_REQUEST,
             Refusal::Dial { source, .. } => match source.kind() {
                 io::ErrorKind::ConnectionRefused => StatusCode::SERVICE_UNAVAILABLE,
                 io::ErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,

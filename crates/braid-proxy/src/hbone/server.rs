@@ -11,7 +11,6 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use braid_identity::{SpiffeId, TrustBundle, WorkloadCertificate, peer_identity, tls};
@@ -153,21 +152,21 @@ impl<C: Connector> Server<C> {
     pub async fn serve(self, listener: TcpListener) {
         let this = Arc::new(self);
         let mut connections = JoinSet::new();
+        // Backoff on accept errors (out of fds: never spin) and a cap on
+        // open connections, closing the excess at once.
+        let mut gate = braid_listen::Gate::new("HBONE").with_limit(this.settings.max_connections);
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, remote)) => {
-                        this.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                        this.counters.open.fetch_add(1, Ordering::Relaxed);
-                        let guard = OpenGuard(this.counters.open.clone());
-                        connections.spawn(this.clone().serve_connection(tcp, remote, guard));
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "could not accept an HBONE connection");
-                        // Out of file descriptors and similar: do not spin.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                ((tcp, remote), permit) = gate.accept(|| listener.accept()) => {
+                    this.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    this.counters.open.fetch_add(1, Ordering::Relaxed);
+                    let guard = OpenGuard(this.counters.open.clone());
+                    let serving = this.clone().serve_connection(tcp, remote, guard);
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        serving.await
+                    });
+                }
                 Some(_) = connections.join_next() => {}
             }
         }

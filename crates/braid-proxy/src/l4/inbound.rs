@@ -83,12 +83,17 @@ impl Connector for InboundConnector {
             mtls: true,
         };
         let client = peer.to_string();
-        let deny = |reason: String| {
+        let refuse = |refusal: Refusal| {
+            let reason = refusal.to_string();
             tracing::info!(pod = %pod.workload, %peer, %target, %reason, "inbound HBONE denied");
             pod.metrics
                 .deny(labels.clone(), &client, &target.to_string(), &reason);
-            Refusal::denied(reason)
+            refusal
         };
+        let deny = |reason: String| refuse(Refusal::denied(reason));
+        // First: a tunnel to one of the proxy's own ports would come back
+        // into this proxy as new traffic, whoever the peer and the policy.
+        Refusal::check_target(target).map_err(refuse)?;
         let workload = pod.workload().map_err(deny)?;
         if !workload.addresses.contains(&target.ip()) {
             return Err(deny(format!(
@@ -113,20 +118,33 @@ impl Connector for InboundConnector {
     }
 }
 
+/// Refuses plaintext whose original destination is one of the pod's capture
+/// listeners. The redirect rules never send those ports here, so such a
+/// connection was addressed to a listener itself (e.g. `pod-ip:15006`):
+/// delivering it would dial the same listener again, and again. The
+/// sidecar's HTTP endpoints (15020, 15021) stay reachable in plaintext:
+/// the kubelet probes them through this path.
+fn not_a_capture_port(target: SocketAddr) -> Result<(), String> {
+    if braid_model::catalog::ports::is_capture_port(target.port()) {
+        return Err(format!(
+            "{target} is one of the proxy's own capture ports, not a destination \
+             (delivering it would loop back into the proxy)"
+        ));
+    }
+    Ok(())
+}
+
 /// Serves plaintext captured to 15006.
 pub(crate) async fn serve_plaintext(listener: TcpListener, pod: Arc<PodContext>) {
     let mut connections = JoinSet::new();
+    // Backoff on accept errors (out of fds: never spin), no cap and no idle
+    // timeout: these are the application's own long-lived connections.
+    let mut gate = braid_listen::Gate::new("inbound");
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(plaintext(tcp, peer, pod.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(pod = %pod.workload, %error, "inbound accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            ((tcp, peer), _) = gate.accept(|| listener.accept()) => {
+                connections.spawn(plaintext(tcp, peer, pod.clone()));
+            }
             Some(_) = connections.join_next() => {}
         }
     }
@@ -156,7 +174,8 @@ async fn plaintext(mut tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
         mtls: false,
     };
     let (client, target_text) = (peer.to_string(), target.to_string());
-    let decision = pod.workload().and_then(|workload| {
+    let decision = not_a_capture_port(target).and_then(|()| pod.workload());
+    let decision = decision.and_then(|workload| {
         if pod.state.mtls_mode(&workload) == MtlsMode::Strict {
             return Err("PeerAuthentication is STRICT: plaintext is refused".to_string());
         }
@@ -184,3 +203,6 @@ async fn plaintext(mut tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //! as plain TCP from the pod's own address. In a sidecar, connections that
 //! speak HTTP go to the L7 proxy instead ([`crate::l7`]).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{
     io::AsyncWriteExt as _,
@@ -26,17 +26,14 @@ use crate::{
 /// Serves `listener` until dropped (which ends every connection it took).
 pub(crate) async fn serve(listener: TcpListener, pod: Arc<PodContext>) {
     let mut connections = JoinSet::new();
+    // Backoff on accept errors (out of fds: never spin), no cap and no idle
+    // timeout: these are the application's own long-lived connections.
+    let mut gate = braid_listen::Gate::new("outbound");
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(handle(tcp, peer, pod.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(pod = %pod.workload, %error, "outbound accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            ((tcp, peer), _) = gate.accept(|| listener.accept()) => {
+                connections.spawn(handle(tcp, peer, pod.clone()));
+            }
             Some(_) = connections.join_next() => {}
         }
     }
@@ -79,6 +76,20 @@ async fn open(tcp: TcpStream, peer: SocketAddr, pod: &Arc<PodContext>) -> Option
             return None;
         }
     };
+    if tcp.local_addr().is_ok_and(|local| local == original) {
+        // Not redirected: addressed to this listener itself (`pod-ip:15001`,
+        // `127.0.0.1:15001`). Its only destination is the proxy, and sending
+        // it on would dial this listener again, and again.
+        let reason = format!(
+            "{original} is the proxy's own outbound port, not a destination \
+             (sending it on would loop back into the proxy)"
+        );
+        tracing::info!(pod = %pod.workload, %peer, %original, %reason, "outbound connection refused");
+        let labels = Route::unresolved_labels(pod);
+        pod.metrics
+            .deny(labels, &peer.to_string(), &original.to_string(), &reason);
+        return None;
+    }
     let early = match &pod.http {
         // A sidecar looks at what the connection speaks; the ztunnel is L4.
         Some(senders) => match sniff::decide(&tcp, pod, original).await {

@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
@@ -65,6 +65,39 @@ impl Route {
     /// Resolves `original` as `pod` sees it now (a service VIP picks one of
     /// its ready endpoints each time).
     pub(crate) fn resolve(pod: &PodContext, original: SocketAddr) -> Result<Self, String> {
+        let route = Self::resolve_any(pod, original)?;
+        if braid_model::catalog::ports::is_proxy_port(route.target.port()) {
+            let own = pod.workload().ok();
+            route.check_not_a_proxy(own.as_ref().map_or(&[], |w| &w.addresses))?;
+        }
+        Ok(route)
+    }
+
+    /// Refuses a route to a port the mesh's proxies bind, where that is a
+    /// proxy: a meshed destination's (its proxy would refuse the tunnel
+    /// anyway) or this pod's own, by one of `own` addresses, loopback or the
+    /// unspecified address. Dialling it would reach the proxy itself, which
+    /// would take the connection as new traffic and send it on again.
+    /// Elsewhere (a host outside the mesh) the port is no proxy's and passes.
+    pub(crate) fn check_not_a_proxy(&self, own: &[IpAddr]) -> Result<(), String> {
+        let target = self.target;
+        if !braid_model::catalog::ports::is_proxy_port(target.port()) {
+            return Ok(());
+        }
+        let ip = target.ip().to_canonical();
+        let local = ip.is_loopback() || ip.is_unspecified() || own.contains(&ip);
+        if local || self.mtls() {
+            return Err(format!(
+                "{target} is refused: port {} is reserved for the mesh's proxies \
+                 (connecting there would loop back into a proxy)",
+                target.port()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves `original` without looking at where the route leads.
+    fn resolve_any(pod: &PodContext, original: SocketAddr) -> Result<Self, String> {
         Ok(match pod.state.resolve(original)? {
             Resolved::Mesh(destination) => Route {
                 target: destination.target,
@@ -192,5 +225,73 @@ impl AsyncWrite for UpstreamIo {
             Self::Hbone(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(target: &str, via: Via) -> Route {
+        Route {
+            target: target.parse().expect("test address"),
+            via,
+            destination: Peer::unknown(),
+        }
+    }
+
+    fn mesh() -> Via {
+        Via::Mesh {
+            proxy: "198.18.0.20:15008".parse().expect("test address"),
+            expected: SpiffeId::new("cluster.local", "shop", "web").expect("test identity"),
+        }
+    }
+
+    /// Outbound traffic never reaches a proxy's own port: not this pod's
+    /// (by its address, loopback or 0.0.0.0), not a meshed destination's.
+    #[test]
+    fn connect_to_own_proxy_port_is_refused_outbound() {
+        let own = [IpAddr::from([198, 18, 0, 10])];
+        for target in [
+            "198.18.0.10:15001",
+            "127.0.0.1:15006",
+            "0.0.0.0:15008",
+            "[::1]:15001",
+            "[::ffff:127.0.0.1]:15021",
+        ] {
+            let refused = route(target, Via::Plain).check_not_a_proxy(&own);
+            assert!(
+                refused.as_ref().is_err_and(|e| e.contains("reserved")),
+                "{target}: {refused:?}"
+            );
+        }
+        // Through a VIP to the pod itself, or to another meshed pod.
+        assert!(
+            route("198.18.0.10:15020", mesh())
+                .check_not_a_proxy(&own)
+                .is_err()
+        );
+        assert!(
+            route("198.18.0.20:15001", mesh())
+                .check_not_a_proxy(&own)
+                .is_err()
+        );
+        // The pod calling itself on an app port, or a host outside the mesh
+        // that happens to use the port, passes.
+        assert!(
+            route("198.18.0.10:8080", mesh())
+                .check_not_a_proxy(&own)
+                .is_ok()
+        );
+        assert!(
+            route("127.0.0.1:8080", Via::Plain)
+                .check_not_a_proxy(&own)
+                .is_ok()
+        );
+        assert!(
+            route("198.18.0.30:15001", Via::Plain)
+                .check_not_a_proxy(&own)
+                .is_ok()
+        );
     }
 }

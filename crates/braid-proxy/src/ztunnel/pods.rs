@@ -89,19 +89,14 @@ impl Pods {
     /// Takes agents' connections one after another, for as long as it runs.
     pub(crate) async fn serve(self: Arc<Self>, listener: HandoffListener) {
         let mut generation = 0;
+        // Backoff on accept errors (one line per burst); one agent at a time.
+        let mut gate = braid_listen::Gate::new("hand-off");
         loop {
-            match listener.accept().await {
-                Ok(conn) => {
-                    generation += 1;
-                    tracing::info!(generation, "node agent connected");
-                    self.serve_agent(conn, generation).await;
-                    tracing::info!("node agent disconnected; pods stay captured");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot accept a node agent");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
+            let (conn, _) = gate.accept(|| listener.accept()).await;
+            generation += 1;
+            tracing::info!(generation, "node agent connected");
+            self.serve_agent(conn, generation).await;
+            tracing::info!("node agent disconnected; pods stay captured");
         }
     }
 

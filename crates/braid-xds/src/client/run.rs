@@ -17,8 +17,12 @@ use braid_api::envoy::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use braid_model::text::escaped;
+
 use super::Client;
-use crate::{ConnectionState, Error, handle::Command, type_state::reject_unwatched};
+use crate::{
+    ConnectionState, Error, LOGGED_FIELD_BYTES, handle::Command, type_state::reject_unwatched,
+};
 
 /// Why one connection ended.
 enum Exit {
@@ -181,9 +185,9 @@ impl Client {
 
     fn on_response(&mut self, response: xds::DeltaDiscoveryResponse) -> xds::DeltaDiscoveryRequest {
         tracing::debug!(
-            type_url = %response.type_url,
-            nonce = %response.nonce,
-            version = %response.system_version_info,
+            type_url = %escaped(&response.type_url).truncated(LOGGED_FIELD_BYTES),
+            nonce = %escaped(&response.nonce).truncated(LOGGED_FIELD_BYTES),
+            version = %escaped(&response.system_version_info).truncated(LOGGED_FIELD_BYTES),
             resources = response.resources.len(),
             removed = response.removed_resources.len(),
             "xds response"

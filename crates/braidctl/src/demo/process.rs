@@ -47,7 +47,6 @@ impl Proc {
                 "BRAID_LOG",
                 std::env::var("BRAID_LOG").unwrap_or_else(|_| "info,braid::access=off".into()),
             )
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
