@@ -66,8 +66,9 @@ pub struct Config {
     pub token_audience: String,
 
     /// With `--source kube`: the node proxies' (ztunnel) ServiceAccount,
-    /// `NAMESPACE/NAME`. Its tokens get the identities of the pods on their
-    /// node; every other account only its own pod's.
+    /// `NAMESPACE/NAME`. Its tokens get the identities of the meshed pods on
+    /// their node (never a reserved mesh identity); every other account only
+    /// its own pod's, and only while that pod is meshed.
     #[arg(long, env = "BRAID_NODE_SERVICE_ACCOUNT", default_value = "braid-system/braid-node", value_parser = parse_account, value_name = "NAMESPACE/NAME")]
     pub node_service_account: (String, String),
 

@@ -3,12 +3,9 @@
 
 use std::{net::SocketAddr, str::FromStr as _, sync::Arc, time::Duration};
 
-use braid_api::{
-    braid::{
-        admin::v1alpha1::control_plane_debug_server::ControlPlaneDebugServer,
-        security::v1alpha1::certificate_service_server::CertificateServiceServer,
-    },
-    envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer,
+use braid_api::braid::{
+    admin::v1alpha1::control_plane_debug_server::ControlPlaneDebugServer,
+    security::v1alpha1::certificate_service_server::CertificateServiceServer,
 };
 use tokio::{
     net::TcpListener,
@@ -212,7 +209,7 @@ impl ControlPlane {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(crate::xds::MAX_STREAMS_PER_CONNECTION)
             .layer(CallsLayer)
-            .add_service(AggregatedDiscoveryServiceServer::new(ads))
+            .add_service(crate::xds::AdsService::new(ads))
             .add_service(debug_api)
             .add_optional_service(certificates);
         let mut stop = shutdown_rx.clone();

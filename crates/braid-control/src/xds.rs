@@ -8,10 +8,12 @@
 //! The port needs no token by default, so nothing a client sends may cost
 //! unbounded memory or log: the stream machine bounds what a stream keeps
 //! ([`stream::Refusal`]), [`MAX_STREAMS_PER_CONNECTION`] bounds streams per
-//! connection, tonic's 4 MiB default bounds one message, warnings a client can
-//! trigger are rate-limited ([`throttle`]) and every peer string is logged
-//! through [`braid_model::text::Escaped`]. A request stream that cannot be read
-//! ends with RESOURCE_EXHAUSTED or INVALID_ARGUMENT, never with OK.
+//! connection, [`frames::MAX_REQUEST_BYTES`] (4 MiB) bounds one message and
+//! [`frames::Frames`] keeps no large buffer once a message is handled,
+//! warnings a client can trigger are rate-limited ([`throttle`]) and every
+//! peer string is logged through [`braid_model::text::Escaped`]. A request
+//! stream that cannot be read ends with RESOURCE_EXHAUSTED or
+//! INVALID_ARGUMENT, never with OK.
 
 use std::{
     net::SocketAddr,
@@ -22,22 +24,23 @@ use std::{
     },
 };
 
-use braid_api::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-    aggregated_discovery_service_server::AggregatedDiscoveryService,
-};
+use braid_api::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use braid_model::text::escaped;
 use dashmap::DashMap;
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use crate::{auth::Authenticator, metrics::Metrics, snapshot::Snapshot, source::token::Principal};
 
+pub mod frames;
+mod service;
 pub mod stream;
 pub mod throttle;
 
+use frames::{FrameError, Frames};
+pub use service::AdsService;
 use stream::{Refusal, StreamState};
 use throttle::Warnings;
 
@@ -60,7 +63,7 @@ pub struct Registry {
     next_id: AtomicU64,
 }
 
-/// The ADS service implementation.
+/// The ADS service implementation; serve it through [`AdsService`].
 #[derive(Clone, Debug)]
 pub struct AdsServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -134,18 +137,14 @@ impl AdsServer {
             _ => Ok(None),
         }
     }
-}
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type DeltaAggregatedResourcesStream = ResponseStream;
-
-    async fn delta_aggregated_resources(
+    /// Opens a Delta ADS stream reading `requests` (the handler [`AdsService`]
+    /// routes to); `request` has the call's metadata and extensions.
+    async fn delta(
         &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        request: Request<()>,
+        requests: Frames,
+    ) -> Result<Response<ResponseStream>, Status> {
         if let Some(principal) = self.authenticate(&request).await? {
             tracing::debug!(%principal, "xDS stream authenticated");
         }
@@ -153,7 +152,6 @@ impl AggregatedDiscoveryService for AdsServer {
             .remote_addr()
             .map(|a: SocketAddr| a.to_string())
             .unwrap_or_default();
-        let requests = request.into_inner();
         let id = self.registry.next_id.fetch_add(1, Relaxed);
         let state = Arc::new(Mutex::new(StreamState::new(peer)));
         self.registry.streams.insert(id, state.clone());
@@ -161,22 +159,23 @@ impl AggregatedDiscoveryService for AdsServer {
         let task = StreamTask {
             id,
             state,
-            requests,
             snapshots: self.snapshots.clone(),
             tx,
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
             warnings: self.warnings.clone(),
         };
-        tokio::spawn(task.run());
+        tokio::spawn(task.run(requests));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
+/// The responses of one stream, as tonic encodes them.
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
 struct StreamTask {
     id: u64,
     state: Arc<Mutex<StreamState>>,
-    requests: Streaming<DeltaDiscoveryRequest>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
     registry: Arc<Registry>,
@@ -185,13 +184,15 @@ struct StreamTask {
 }
 
 impl StreamTask {
-    async fn run(mut self) {
+    /// Serves the stream until either side ends it. `requests` is no field:
+    /// the body it reads is not `Sync`, and `self` is borrowed across awaits.
+    async fn run(mut self, mut requests: Frames) {
         self.metrics.connected.fetch_add(1, Relaxed);
         // Snapshots before the first request are covered by its full diff.
         self.snapshots.mark_unchanged();
         loop {
             let responses = tokio::select! {
-                request = self.requests.next() => match request {
+                request = requests.next() => match request {
                     Some(Ok(request)) => match self.on_request(request) {
                         Ok(responses) => responses,
                         Err(refusal) => {
@@ -199,12 +200,12 @@ impl StreamTask {
                             break;
                         }
                     },
-                    Some(Err(status)) => {
-                        match request_error(status) {
+                    Some(Err(error)) => {
+                        match request_error(&error) {
                             // Ending without a status would tell the proxy OK.
-                            Ok(status) => self.end(status).await,
-                            Err(status) => {
-                                tracing::debug!(stream = self.id, %status, "xDS stream ended with an error");
+                            Some(status) => self.end(status).await,
+                            None => {
+                                tracing::debug!(stream = self.id, %error, "xDS stream ended with an error");
                             }
                         }
                         break;
@@ -309,24 +310,18 @@ fn refusal_status(refusal: &Refusal) -> Status {
 }
 
 /// What the proxy is told when its request stream cannot be read, or
-/// `Err` when the connection itself failed (a proxy went away: nobody is
-/// left to tell). tonic's decoder says OUT_OF_RANGE for a message over the
-/// limit and INTERNAL for bytes that do not decode, which blames neither
-/// side; on a request stream both are the client's doing. Transport errors
-/// are the ones that carry a source (h2, hyper); the decoder's carry none.
-fn request_error(status: Status) -> Result<Status, Status> {
-    if std::error::Error::source(&status).is_some() {
-        return Err(status);
-    }
-    match status.code() {
-        Code::OutOfRange | Code::ResourceExhausted => Ok(Status::resource_exhausted(format!(
-            "xDS request too large: {}",
-            status.message()
+/// `None` when the connection itself failed (a proxy went away: nobody is
+/// left to tell). Everything else is the client's doing.
+fn request_error(error: &FrameError) -> Option<Status> {
+    match error {
+        FrameError::TooLarge { .. } => Some(Status::resource_exhausted(format!(
+            "xDS request too large: {error}"
         ))),
-        Code::Internal | Code::Unknown => Ok(Status::invalid_argument(format!(
-            "cannot decode the xDS request (a DeltaDiscoveryRequest): {}",
-            status.message()
-        ))),
-        _ => Ok(status),
+        FrameError::Compressed { .. } | FrameError::Decode(_) | FrameError::Truncated { .. } => {
+            Some(Status::invalid_argument(format!(
+                "cannot decode the xDS request (a DeltaDiscoveryRequest): {error}"
+            )))
+        }
+        FrameError::Transport(_) => None,
     }
 }

@@ -1,7 +1,7 @@
 //! In-process tests of what an unauthenticated client may make the xDS port
-//! store, log and answer: bounded NACK reasons and subscriptions, escaped
-//! and rate-limited warnings, and a status (never OK) for requests that
-//! cannot be read.
+//! store, log and answer: bounded NACK reasons, subscriptions and request
+//! buffers, escaped and rate-limited warnings, and a status (never OK) for
+//! requests that cannot be read.
 
 mod support;
 
@@ -18,10 +18,16 @@ use braid_api::{
         ProxyStatusRequest, control_plane_debug_client::ControlPlaneDebugClient,
     },
     envoy::service::discovery::v3::DeltaDiscoveryRequest,
+    google::rpc,
     type_url,
 };
-use braid_control::xds::stream::{MAX_NACK_REASON_BYTES, MAX_NAMED_SUBSCRIPTIONS};
-use http_body_util::{BodyExt as _, Full};
+use braid_control::xds::{
+    frames::{Frames, MAX_REQUEST_BYTES, RETAINED_BUFFER_BYTES},
+    stream::{MAX_NACK_REASON_BYTES, MAX_NAMED_SUBSCRIPTIONS},
+};
+use futures::StreamExt as _;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use prost::Message as _;
 use support::*;
 use tonic::{
     Code,
@@ -169,6 +175,58 @@ async fn oversized_nack_reason_is_truncated() -> anyhow::Result<()> {
     assert!(logged.contains("proxy rejected configuration"), "{logged}");
     assert!(logged.len() < 16 * 1024, "{} bytes of log", logged.len());
     h.cp.shutdown().await;
+    Ok(())
+}
+
+/// Issue 14's figure: 50 open streams that each sent a 3 MiB NACK. tonic's
+/// decoder kept a buffer the size of a stream's largest message until the
+/// stream closed (150 MB here); the server's decoder drops it once the
+/// message is handled. Asserted on the decoder, not on RSS, which the other
+/// tests in this process move.
+#[tokio::test]
+async fn open_streams_do_not_retain_large_request_buffers() -> anyhow::Result<()> {
+    type Chunk = Result<hyper::body::Frame<Bytes>, tonic::Status>;
+    let first = DeltaDiscoveryRequest {
+        type_url: type_url::WORKLOAD.into(),
+        ..Default::default()
+    };
+    let nack = DeltaDiscoveryRequest {
+        response_nonce: "1".into(),
+        error_detail: Some(rpc::Status {
+            code: Code::InvalidArgument as i32,
+            message: "x".repeat(3 << 20),
+            ..Default::default()
+        }),
+        ..first.clone()
+    };
+    let mut wire = Vec::new();
+    for request in [&first, &nack] {
+        let payload = request.encode_to_vec();
+        wire.extend(frame(u32::try_from(payload.len())?, &payload));
+    }
+    let mut open = Vec::new();
+    for _ in 0..50 {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Chunk>();
+        // HTTP/2 DATA frames are 16 KiB by default.
+        for chunk in wire.chunks(16 << 10) {
+            tx.unbounded_send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(chunk))))?;
+        }
+        let mut frames = Frames::new(
+            tonic::body::Body::new(StreamBody::new(rx)),
+            MAX_REQUEST_BYTES,
+        );
+        assert_eq!(frames.next().await.context("first request")??, first);
+        let got = frames.next().await.context("the NACK")??;
+        assert_eq!(got.error_detail.map(|s| s.message.len()), Some(3 << 20));
+        // The sender stays: the stream is still open.
+        open.push((tx, frames));
+    }
+    let retained: usize = open.iter().map(|(_, f)| f.retained_bytes()).sum();
+    assert!(
+        retained <= open.len() * RETAINED_BUFFER_BYTES,
+        "{retained} bytes retained by {} open streams",
+        open.len()
+    );
     Ok(())
 }
 

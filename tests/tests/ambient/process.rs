@@ -294,13 +294,10 @@ pub fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// Environment of our children: `BRAID_LOG` (the caller's if set, else
-/// `default`) and plain-text logs.
+/// `default`). Their logs go to files, so they are plain text already.
 pub fn child_env(default: &str) -> Vec<(String, String)> {
     let level = std::env::var("BRAID_LOG").unwrap_or_else(|_| default.to_owned());
-    vec![
-        ("BRAID_LOG".to_owned(), level),
-        ("NO_COLOR".to_owned(), "1".to_owned()),
-    ]
+    vec![("BRAID_LOG".to_owned(), level)]
 }
 
 /// A minimal HTTP/1.0 GET on loopback (no chunked body): (status, body).
