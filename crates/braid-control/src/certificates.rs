@@ -55,7 +55,7 @@ impl CertificateService for CertificateServer {
             )));
         }
         let authorized = match self.auth.principal(&token).await {
-            Ok(principal) => self.auth.identities().authorize_principal(&principal, &id),
+            Ok(principal) => self.auth.authorize(&principal, &id),
             Err(refusal) => Err(refusal),
         };
         let principal = authorized.map_err(|refusal| {
