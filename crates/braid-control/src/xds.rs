@@ -125,8 +125,7 @@ impl AdsServer {
         let token = crate::auth::bearer(request)?;
         match (token, &self.auth) {
             (Some(token), Some(auth)) => auth.principal(token).await.map(Some).map_err(|refusal| {
-                if let Some(suppressed) = self.warnings.refused.check() {
-                    let suppressed = (suppressed > 0).then_some(suppressed);
+                if let Some(suppressed) = self.warnings.refused.admit() {
                     tracing::warn!(reason = %refusal, suppressed, "refused an xDS stream");
                 }
                 Status::unauthenticated(refusal.to_string())
@@ -231,8 +230,7 @@ impl StreamTask {
 
     /// Ends the stream with `status` (the proxy reads it in the trailers).
     async fn end(&self, status: Status) {
-        if let Some(suppressed) = self.warnings.refused.check() {
-            let suppressed = (suppressed > 0).then_some(suppressed);
+        if let Some(suppressed) = self.warnings.refused.admit() {
             let (node, peer) = {
                 let state = self.lock();
                 (state.node_id.clone(), state.peer.clone())
@@ -266,15 +264,13 @@ impl StreamTask {
         }
         if let Some(reason) = &outcome.nack {
             self.metrics.nacks.fetch_add(1, Relaxed);
-            if let Some(suppressed) = self.warnings.nack.check() {
-                let suppressed = (suppressed > 0).then_some(suppressed);
+            if let Some(suppressed) = self.warnings.nack.admit() {
                 tracing::warn!(node = %escaped(&state.node_id), reason = %escaped(reason), suppressed, "proxy rejected configuration (NACK)");
             }
         }
         if let Some(type_url) = &outcome.unknown_type
-            && let Some(suppressed) = self.warnings.unknown_type.check()
+            && let Some(suppressed) = self.warnings.unknown_type.admit()
         {
-            let suppressed = (suppressed > 0).then_some(suppressed);
             tracing::warn!(
                 node = %escaped(&state.node_id),
                 type_url = %escaped(type_url).truncated(LOGGED_FIELD_BYTES),

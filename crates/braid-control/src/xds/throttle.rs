@@ -62,6 +62,12 @@ impl Throttle {
         self.check_at(Instant::now())
     }
 
+    /// [`Throttle::check`] with the count as a log field wants it:
+    /// `Some(None)` when a warning may be logged and none was dropped.
+    pub fn admit(&self) -> Option<Option<u64>> {
+        self.check().map(|dropped| (dropped > 0).then_some(dropped))
+    }
+
     /// [`Throttle::check`] at `now`.
     pub fn check_at(&self, now: Instant) -> Option<u64> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -149,18 +149,7 @@ impl Stamp {
         Self {
             len: meta.len(),
             modified: meta.modified().ok(),
-            inode: inode(meta),
+            inode: super::walk::file_id(meta),
         }
     }
-}
-
-#[cfg(unix)]
-fn inode(meta: &Metadata) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    Some((meta.dev(), meta.ino()))
-}
-
-#[cfg(not(unix))]
-fn inode(_: &Metadata) -> Option<(u64, u64)> {
-    None
 }

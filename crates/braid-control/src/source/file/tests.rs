@@ -192,6 +192,19 @@ fn a_fifo_named_yaml_does_not_block_the_scan() -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
+/// Waits (polling, at most 5 s) until the writer has put `needle` into
+/// `path`, so a scan that follows lands in the middle of its writes.
+fn wait_until_written(path: &Path, needle: &str) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(path)?.contains(needle) {
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::Error::other(format!("{needle} never written")));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 /// Rewrites `path` in place, one document at a time with `pause` between
 /// writes, the way `cmd > file` does.
 fn write_slowly(path: &Path, docs: Vec<String>, pause: Duration) -> std::io::Result<()> {
@@ -231,7 +244,7 @@ fn file_read_mid_write_is_not_silently_truncated() -> Result<(), Box<dyn std::er
             write_slowly(&path, docs("198.18.0.2"), Duration::from_millis(60))
         })
     };
-    std::thread::sleep(Duration::from_millis(20));
+    wait_until_written(&path, "198.18.0.2")?;
     let changes = source.scan()?;
     writer.join().expect("writer")?;
     assert_eq!(
@@ -271,7 +284,7 @@ fn a_file_that_never_holds_still_keeps_serving_and_is_reported()
             write_slowly(&path, docs, Duration::from_millis(50))
         })
     };
-    std::thread::sleep(Duration::from_millis(20));
+    wait_until_written(&path, "198.18.0.11")?;
     let changes = source.scan()?;
     assert!(
         changes.is_empty(),

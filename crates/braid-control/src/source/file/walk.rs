@@ -45,7 +45,7 @@ pub(super) struct Walk {
 pub(super) fn walk(root: &Path) -> Result<Walk, FileSourceError> {
     let mut walk = Walk::default();
     let mut visited = HashSet::new();
-    if let Some(id) = std::fs::metadata(root).ok().and_then(|m| dir_id(&m)) {
+    if let Some(id) = std::fs::metadata(root).ok().and_then(|m| file_id(&m)) {
         visited.insert(id);
     }
     walk_dir(root, &mut visited, &mut walk)?;
@@ -85,7 +85,7 @@ fn walk_dir(
             Some(meta) if meta.is_dir() => {
                 if own.file_type().is_symlink() && !into_configmap_data(&path) {
                     walk.skipped.push((path, DIR_LINK));
-                } else if dir_id(&meta).is_some_and(|id| !visited.insert(id)) {
+                } else if file_id(&meta).is_some_and(|id| !visited.insert(id)) {
                     walk.skipped.push((path, SEEN));
                 } else if let Err(e) = walk_dir(&path, visited, walk) {
                     // An unreadable subfolder should not hide the rest of the tree.
@@ -116,15 +116,17 @@ fn into_configmap_data(link: &Path) -> bool {
     })
 }
 
-/// A directory's (device, inode): the same directory under any path.
+/// A file's or directory's (device, inode): the same one under any path
+/// (the walk's loop guard, and part of what tells a file's versions apart).
 #[cfg(unix)]
-fn dir_id(meta: &Metadata) -> Option<(u64, u64)> {
+pub(super) fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     Some((meta.dev(), meta.ino()))
 }
 
-/// Without inodes, not following directory symlinks is the only guard.
+/// Without inodes, not following directory symlinks is the walk's only
+/// guard.
 #[cfg(not(unix))]
-fn dir_id(_: &Metadata) -> Option<(u64, u64)> {
+pub(super) fn file_id(_: &Metadata) -> Option<(u64, u64)> {
     None
 }
