@@ -8,6 +8,9 @@
 //! (protobuf) convert to and from these types in `braid-api`; CRDs convert into
 //! them in `braid-crd`.
 //!
+//! [`route`] holds HTTP routes (Gateway API HTTPRoute) and the one matcher
+//! the control plane, braidctl and every proxy share.
+//!
 //! [`catalog`] lists every port Braid binds and every metric it exposes, for
 //! the code and for the generated reference pages. [`text`] escapes
 //! peer-supplied strings for logs and terminals (control plane and braidctl).
@@ -22,6 +25,7 @@ mod workload;
 pub mod catalog;
 pub mod k8s;
 pub mod names;
+pub mod route;
 pub mod text;
 
 pub use ids::{ServiceRef, WorkloadUid};
@@ -35,6 +39,7 @@ pub use policy::{
     Rule, authorize,
 };
 pub use service::{Endpoint, PortProtocol, Service, ServicePort};
+pub use route::HttpRoute;
 pub use workload::{WaypointRef, Workload, WorkloadStatus};
 
 /// The trust domain used when none is configured.
