@@ -20,19 +20,22 @@ mod support;
 
 #[path = "sidecar/l7.rs"]
 mod l7;
+#[path = "sidecar/mesh.rs"]
+mod mesh;
+#[path = "sidecar/routes.rs"]
+mod routes;
 
 use std::{
-    ffi::OsString,
     net::{Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
 use braid_capture::testing::{TestNet, TestPod, require_root};
+use mesh::Mesh;
 use support::{
-    EchoConn, EchoServer, HOST, HboneProbe, ProbeRefused, Process, allow_principal, binaries,
-    child_env, echo, established, eventually, free_port, has_ip, http_get, open_fds,
-    peer_authentication, pod_token, refused,
+    EchoConn, EchoServer, HOST, HboneProbe, ProbeRefused, allow_principal, echo, established,
+    eventually, has_ip, http_get, open_fds, peer_authentication, pod_token, refused,
 };
 
 const ECHO_PORT: u16 = 8080;
@@ -108,26 +111,11 @@ fn deny_shop(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `braid-proxy <args>` inside `pod`'s namespace.
-fn in_pod(pod: &TestPod, args: &[&str]) -> (PathBuf, Vec<OsString>) {
-    in_pod_as(pod, &[], args)
-}
-
-/// Runs `<wrapper...> braid-proxy <args>` inside `pod`'s namespace.
-fn in_pod_as(pod: &TestPod, wrapper: &[&str], args: &[&str]) -> (PathBuf, Vec<OsString>) {
-    let mut all: Vec<OsString> = vec!["netns".into(), "exec".into(), pod.netns_name.clone().into()];
-    all.extend(wrapper.iter().map(OsString::from));
-    all.push(binaries().proxy.clone().into());
-    all.extend(args.iter().map(OsString::from));
-    (PathBuf::from("ip"), all)
-}
-
 #[test]
 fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
     if !require_root() {
         return Ok(());
     }
-    let bins = binaries();
     let dir = tempfile::Builder::new()
         .prefix("braid-sidecar-")
         .tempdir()?;
@@ -151,101 +139,19 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
     l7::start_greeting_server(back, GREETING_PORT)?;
 
     // The control plane listens on the host link, where the pods reach it.
-    let xds = SocketAddr::from((HOST, free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let ca_dir = dir.path().join("ca");
-    let control_args: Vec<OsString> = [
-        "--config-dir",
-        &config_dir.display().to_string(),
-        "--xds-listen",
-        &xds.to_string(),
-        "--admin-listen",
-        &admin.to_string(),
-        "--ca-dir",
-        &ca_dir.display().to_string(),
-        "--debounce-ms",
-        "20",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    let mut processes = vec![Process::start(
-        "braid-control",
-        &bins.control,
-        control_args,
-        child_env("info"),
-        dir.path().join("braid-control.log"),
-    )];
-    eventually(
-        "braid-control /ready",
-        Duration::from_secs(20),
-        || match http_get(admin, "/ready") {
-            Ok((200, _)) if ca_dir.join("root-cert.pem").is_file() => Ok(()),
-            other => Err(format!("/ready: {other:?}")),
-        },
-    );
-    // front's sidecar runs as the proxy uid without capabilities, as an
-    // injected one does: what it reads must be readable by that uid.
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let ca_root_path = dir.path().join("root-cert.pem");
-    std::fs::copy(ca_dir.join("root-cert.pem"), &ca_root_path)?;
-    std::fs::set_permissions(&ca_root_path, std::fs::Permissions::from_mode(0o644))?;
-    let ca_root = ca_root_path.display().to_string();
-
-    // Each sidecar pod: init, then the sidecar, both inside the pod.
-    for (i, pod) in [front, back].into_iter().enumerate() {
-        let (_, ns, ..) = PODS[i];
-        let (program, args) = in_pod(pod, &["init"]);
-        let out = std::process::Command::new(&program).args(&args).output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "init in {}: {}",
-            pod.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token_file = dir.path().join(format!("{}.token", pod.name));
-        // front logs JSON, so its per-request access log can be parsed.
-        let log_format = if i == 0 { "json" } else { "text" };
-        std::fs::write(&token_file, pod_token(&pod.name))?;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
-        // front as uid 1337 (no socket mark: the rules exempt the uid).
-        let run_as: &[&str] = if i == 0 {
-            &[
-                "setpriv",
-                "--reuid=1337",
-                "--regid=1337",
-                "--clear-groups",
-                "--",
-            ]
-        } else {
-            &[]
-        };
-        let (program, args) = in_pod_as(
-            pod,
-            run_as,
-            &[
-                "sidecar",
-                "--pod",
-                &format!("{ns}/{}", pod.name),
-                "--control-plane",
-                &format!("http://{xds}"),
-                "--ca-root",
-                &ca_root,
-                "--token-file",
-                &token_file.display().to_string(),
-                "--log-format",
-                log_format,
-            ],
-        );
-        processes.push(Process::start(
-            &format!("sidecar {}", pod.name),
-            &program,
-            args,
-            child_env("debug"),
-            dir.path().join(format!("sidecar-{}.log", pod.name)),
-        ));
-    }
+    let mut mesh = Mesh::start(dir.path(), &config_dir)?;
+    // front runs as the proxy uid 1337 without capabilities (no socket
+    // mark: the rules exempt the uid), as an injected sidecar does, and
+    // logs JSON so its per-request access log can be parsed.
+    let as_proxy_uid = [
+        "setpriv",
+        "--reuid=1337",
+        "--regid=1337",
+        "--clear-groups",
+        "--",
+    ];
+    mesh.add_sidecar(front, "shop", &as_proxy_uid, "json")?;
+    mesh.add_sidecar(back, "shop", &[], "text")?;
 
     // front → back: tunnelled into back's sidecar on :15008.
     let to_back = SocketAddr::from((back.ip, ECHO_PORT));
@@ -329,15 +235,14 @@ fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
         || echo(old, to_back).map_err(|e| format!("{e}")),
     );
 
-    let sidecar_pids = [&processes[1], &processes[2]].map(|p| p.pid().expect("sidecar running"));
-    connect_to_own_proxy_port_is_refused(front, back, old, &ca_dir, sidecar_pids)?;
+    let sidecar_pids =
+        [&mesh.processes[1], &mesh.processes[2]].map(|p| p.pid().expect("sidecar running"));
+    connect_to_own_proxy_port_is_refused(front, back, old, &mesh.ca_dir(), sidecar_pids)?;
 
     check_http(front, back, old, &back_http)?;
     check_access_log(&dir.path().join("sidecar-front.log"))?;
 
-    for process in processes.iter_mut().rev() {
-        process.stop();
-    }
+    mesh.stop();
     Ok(())
 }
 
@@ -507,17 +412,17 @@ fn check_http(
         mtls=\"true\"";
     let ok = l7::sample_sum(
         &metrics,
-        &format!("braid_requests_total{{{mesh},response_code=\"200\"}}"),
+        &format!("braid_requests_total{{{mesh},route=\"\",response_code=\"200\"}}"),
     );
     anyhow::ensure!(ok >= 7.0, "200s front -> back: {ok}\n{metrics}");
     let missing = l7::sample_sum(
         &metrics,
-        &format!("braid_requests_total{{{mesh},response_code=\"404\"}}"),
+        &format!("braid_requests_total{{{mesh},route=\"\",response_code=\"404\"}}"),
     );
     anyhow::ensure!(missing == 1.0, "404s front -> back: {missing}\n{metrics}");
     let timed = l7::sample_sum(
         &metrics,
-        &format!("braid_request_duration_seconds_count{{{mesh},response_code=\"200\"}}"),
+        &format!("braid_request_duration_seconds_count{{{mesh},route=\"\",response_code=\"200\"}}"),
     );
     anyhow::ensure!(timed == ok, "durations counted {timed} of {ok}");
     let plain = "destination_workload=\"old\",destination_namespace=\"legacy\"";

@@ -38,8 +38,8 @@ pub use policy::{
     Action, AuthorizationPolicy, ConnectionAttrs, Decision, DenyReason, DestinationWorkload, Peer,
     Rule, authorize,
 };
-pub use service::{Endpoint, PortProtocol, Service, ServicePort};
 pub use route::HttpRoute;
+pub use service::{Endpoint, PortProtocol, Service, ServicePort};
 pub use workload::{WaypointRef, Workload, WorkloadStatus};
 
 /// The trust domain used when none is configured.

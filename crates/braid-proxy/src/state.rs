@@ -11,14 +11,17 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use braid_model::{
     AuthorizationPolicy, ConnectionAttrs, DEFAULT_ROOT_NAMESPACE, Decision, DestinationWorkload,
-    MtlsMode, Peer, PeerAuthentication, Service, Workload, WorkloadStatus,
+    HttpRoute, MtlsMode, Peer, PeerAuthentication, Service, ServiceRef, Workload, WorkloadStatus,
+    route::ServiceRoutes,
 };
 use braid_xds::Delta;
 use dashmap::DashMap;
 
 mod resolve;
+mod routes;
 
 pub use resolve::{Declared, Destination, Resolved};
+pub use routes::Attached;
 
 /// The proxy's view of the mesh; cheap to clone (clones share it).
 #[derive(Clone, Debug, Default)]
@@ -40,6 +43,11 @@ struct Inner {
     authorizations: DashMap<String, BTreeMap<String, Arc<AuthorizationPolicy>>>,
     /// By resource name; few, and precedence spans namespaces.
     peer_authentications: DashMap<String, Arc<PeerAuthentication>>,
+    /// HTTP routes by resource name (`<namespace>/<name>`).
+    routes: DashMap<String, Arc<HttpRoute>>,
+    /// Ordered routes by (Service, port, caller namespace), built on first
+    /// use and dropped whenever a route changes.
+    route_tables: DashMap<(ServiceRef, u16, String), Arc<ServiceRoutes>>,
 }
 
 // === impl ProxyState ===
@@ -58,6 +66,14 @@ impl ProxyState {
     /// The workload that has `ip` as one of its addresses.
     pub fn workload_by_ip(&self, ip: IpAddr) -> Option<Arc<Workload>> {
         self.inner.workload_ips.get(&ip).map(|w| w.clone())
+    }
+
+    /// The service `reference` names.
+    pub fn service(&self, reference: &ServiceRef) -> Option<Arc<Service>> {
+        self.inner
+            .services
+            .get(&reference.to_string())
+            .map(|s| s.clone())
     }
 
     /// The service with `ip` as a virtual IP.

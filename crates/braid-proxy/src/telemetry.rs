@@ -64,6 +64,10 @@ pub struct Labels {
     pub mtls: bool,
 }
 
+/// A request series: its connection labels, the HTTPRoute that took it
+/// (empty when none) and the response code.
+type RequestKey = (Labels, Arc<str>, u16);
+
 /// A counter family and how to read it from [`Counters`].
 type Counter = (&'static Metric, fn(&Counters) -> u64);
 
@@ -89,8 +93,8 @@ struct Series {
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     series: Arc<DashMap<Labels, Arc<Series>>>,
-    /// HTTP requests by labels and response code (sidecars only).
-    requests: Arc<DashMap<(Labels, u16), Arc<RequestCounters>>>,
+    /// HTTP requests by labels, route and response code (sidecars only).
+    requests: Arc<DashMap<RequestKey, Arc<RequestCounters>>>,
 }
 
 /// A connection being counted: created when it is accepted and decided,

@@ -45,7 +45,8 @@ pub const CONNECTION_LABELS: &[&str] = &[
 ];
 
 /// The labels of a sidecar's request series: [`CONNECTION_LABELS`] plus the
-/// response code.
+/// HTTPRoute that took the request (`<namespace>/<name>`, empty when none
+/// did) and the response code.
 pub const REQUEST_LABELS: &[&str] = &[
     "direction",
     "source_workload",
@@ -55,6 +56,7 @@ pub const REQUEST_LABELS: &[&str] = &[
     "destination_namespace",
     "destination_principal",
     "mtls",
+    "route",
     "response_code",
 ];
 

@@ -91,9 +91,11 @@ impl ServiceRoutes {
             .iter()
             .enumerate()
             .flat_map(|(r, route)| {
-                route.rules.iter().enumerate().flat_map(move |(i, rule)| {
-                    (0..rule.matches.len()).map(move |m| (r, i, m))
-                })
+                route
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .flat_map(move |(i, rule)| (0..rule.matches.len()).map(move |m| (r, i, m)))
             })
             .collect();
         entries.sort_by_cached_key(|&(r, i, m)| {
@@ -153,7 +155,10 @@ impl RouteMatch {
     pub fn matches(&self, request: &Request<'_>) -> bool {
         self.path.matches(request.path)
             && self.method.as_deref().is_none_or(|m| m == request.method)
-            && self.headers.iter().all(|h| header_matches(h, request.headers))
+            && self
+                .headers
+                .iter()
+                .all(|h| header_matches(h, request.headers))
             && self.query.iter().all(|q| query_matches(q, request.query))
     }
 }

@@ -109,7 +109,10 @@ fn the_most_specific_match_wins_across_routes() {
         "b",
         vec![
             rule(vec![on_path(prefix("/api/v2"))], "v2"),
-            rule(vec![on_path(PathMatch::Exact("/api/v2/health".into()))], "health"),
+            rule(
+                vec![on_path(PathMatch::Exact("/api/v2/health".into()))],
+                "health",
+            ),
             rule(
                 vec![on_path(PathMatch::Regex(
                     Pattern::new("/api/v[0-9]+/items").expect("pattern"),
@@ -167,7 +170,12 @@ fn method_then_headers_then_query_break_ties() {
     assert_eq!(pick(&routes, "GET", "/?debug=2", &[]), "default");
     assert_eq!(pick(&routes, "GET", "/", &[("version", "two")]), "v2");
     assert_eq!(
-        pick(&routes, "GET", "/?debug=1", &[("Version", "two"), ("color", "blue")]),
+        pick(
+            &routes,
+            "GET",
+            "/?debug=1",
+            &[("Version", "two"), ("color", "blue")]
+        ),
         "v2-blue"
     );
     assert_eq!(
@@ -200,7 +208,10 @@ fn no_matching_rule_is_a_404_and_no_route_is_empty() {
     let routes = ServiceRoutes::new(vec![route(
         "shop",
         "r",
-        vec![rule(vec![on_path(PathMatch::Exact("/only".into()))], "only")],
+        vec![rule(
+            vec![on_path(PathMatch::Exact("/only".into()))],
+            "only",
+        )],
     )]);
     assert!(!routes.is_empty());
     assert_eq!(pick(&routes, "GET", "/other", &[]), "404");
@@ -225,9 +236,21 @@ fn header_and_query_regexes_match_whole_values() {
 
 #[test]
 fn consumer_routes_apply_to_their_namespace_only_and_override_producers() {
-    let producer = route("shop", "producer", vec![rule(vec![on_path(prefix("/"))], "p")]);
-    let consumer = route("ledger", "consumer", vec![rule(vec![on_path(prefix("/"))], "c")]);
-    let foreign = route("other", "foreign", vec![rule(vec![on_path(prefix("/"))], "f")]);
+    let producer = route(
+        "shop",
+        "producer",
+        vec![rule(vec![on_path(prefix("/"))], "p")],
+    );
+    let consumer = route(
+        "ledger",
+        "consumer",
+        vec![rule(vec![on_path(prefix("/"))], "c")],
+    );
+    let foreign = route(
+        "other",
+        "foreign",
+        vec![rule(vec![on_path(prefix("/"))], "f")],
+    );
     let all = [producer, consumer, foreign];
     let web = service("web");
     let from = |ns: &str| ServiceRoutes::for_service(&all, &web, 80, ns);
@@ -239,7 +262,11 @@ fn consumer_routes_apply_to_their_namespace_only_and_override_producers() {
 
 #[test]
 fn parent_ports_limit_where_a_route_applies() {
-    let mut r = Arc::unwrap_or_clone(route("shop", "r", vec![rule(vec![on_path(prefix("/"))], "x")]));
+    let mut r = Arc::unwrap_or_clone(route(
+        "shop",
+        "r",
+        vec![rule(vec![on_path(prefix("/"))], "x")],
+    ));
     r.parents = vec![RouteParent::Service {
         service: service("web"),
         port: Some(8080),
@@ -252,7 +279,11 @@ fn parent_ports_limit_where_a_route_applies() {
 #[test]
 fn weights_split_by_share_and_zero_gets_none() {
     let mut r = rule(vec![on_path(prefix("/"))], "unused");
-    r.backends = vec![backend("stable", 80), backend("canary", 20), backend("off", 0)];
+    r.backends = vec![
+        backend("stable", 80),
+        backend("canary", 20),
+        backend("off", 0),
+    ];
     let mut counts = std::collections::BTreeMap::<String, u32>::new();
     let steps = 10_000u32;
     for i in 0..steps {
@@ -273,10 +304,22 @@ fn weights_split_by_share_and_zero_gets_none() {
 #[test]
 fn prefix_rewrites_replace_only_the_matched_part() {
     let to = |r: &str| PathModifier::Prefix(r.into());
-    assert_eq!(rewrite_path(&to("/one"), Some("/prefix/one"), "/prefix/one/two"), "/one/two");
-    assert_eq!(rewrite_path(&to("/"), Some("/prefix/one"), "/prefix/one/two"), "/two");
-    assert_eq!(rewrite_path(&to("/"), Some("/prefix/one"), "/prefix/one"), "/");
-    assert_eq!(rewrite_path(&to("/v2/"), Some("/v1/"), "/v1/items"), "/v2/items");
+    assert_eq!(
+        rewrite_path(&to("/one"), Some("/prefix/one"), "/prefix/one/two"),
+        "/one/two"
+    );
+    assert_eq!(
+        rewrite_path(&to("/"), Some("/prefix/one"), "/prefix/one/two"),
+        "/two"
+    );
+    assert_eq!(
+        rewrite_path(&to("/"), Some("/prefix/one"), "/prefix/one"),
+        "/"
+    );
+    assert_eq!(
+        rewrite_path(&to("/v2/"), Some("/v1/"), "/v1/items"),
+        "/v2/items"
+    );
     assert_eq!(rewrite_path(&to("/x"), None, "/keep"), "/keep");
     assert_eq!(
         rewrite_path(&PathModifier::Full("/new".into()), Some("/a"), "/a/b"),
@@ -310,11 +353,13 @@ fn redirects_keep_what_they_do_not_change() {
         ..base.clone()
     };
     assert_eq!(
-        port.answer("http", "web", None, "/old/x", None, Some("/old")).location,
+        port.answer("http", "web", None, "/old/x", None, Some("/old"))
+            .location,
         "http://web:8443/new/x"
     );
     assert_eq!(
-        base.answer("http", "web", Some(8080), "/", None, None).location,
+        base.answer("http", "web", Some(8080), "/", None, None)
+            .location,
         "http://web:8080/"
     );
 }
@@ -331,7 +376,10 @@ fn header_modifiers_set_then_add_then_remove() {
         remove: vec!["X-Gone".into()],
     };
     apply_header_modifier(&modifier, &mut headers);
-    assert_eq!(headers.get("x-set").map(|v| v.as_bytes()), Some(&b"new"[..]));
+    assert_eq!(
+        headers.get("x-set").map(|v| v.as_bytes()),
+        Some(&b"new"[..])
+    );
     let added: Vec<_> = headers.get_all("x-add").iter().collect();
     assert_eq!(added, ["one", "two"]);
     assert!(!headers.contains_key("x-gone"));

@@ -1,4 +1,5 @@
-//! One outbound HTTP request: resolve its destination (a service VIP picks
+//! One outbound HTTP request: route it (HTTPRoutes attached to the Service
+//! it was sent to), resolve its destination (a service VIP picks
 //! an endpoint per request), strip hop-by-hop headers, send it over a pooled
 //! upstream connection, and count it when its response has ended.
 
@@ -11,13 +12,18 @@ use std::{
     time::Instant,
 };
 
+use braid_model::route::apply_header_modifier;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt as _, Full, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt as _, Empty, combinators::UnsyncBoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
-use super::pool::Senders;
+use super::{
+    error::{HttpError, respond},
+    pool::Senders,
+    routing::{self, Step},
+};
 use crate::{
     detect::Protocol,
     l4::{PodContext, upstream::Route},
@@ -64,16 +70,19 @@ struct Done {
     info: RequestInfo,
     client: String,
     upstream: String,
+    route: String,
 }
 
-/// Serves one request.
+/// Serves one request: the route step decides where it goes, then it is
+/// resolved to an endpoint and sent; every failure becomes an answer in
+/// [`super::error`].
 pub(crate) async fn forward(
     ctx: Arc<Outbound>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let info = RequestInfo::of(&request);
-    let done = |labels: Labels, status: StatusCode, upstream: String| Done {
+    let done = |labels: Labels, status: StatusCode, upstream: String, route: String| Done {
         metrics: ctx.pod.metrics.clone(),
         labels,
         status: status.as_u16(),
@@ -81,31 +90,73 @@ pub(crate) async fn forward(
         info,
         client: ctx.client.to_string(),
         upstream,
+        route,
     };
-    let route = match Route::resolve(&ctx.pod, ctx.original) {
+    let caller = ctx.pod.workload.split('/').next().unwrap_or_default();
+    let routed = match routing::route(&ctx.pod.state, caller, ctx.original, &mut request) {
+        Ok(Step::Original) => None,
+        Ok(Step::Backend(routed)) => Some(routed),
+        Ok(Step::Redirect { route, answer }) => {
+            let labels = Route::unresolved_labels(&ctx.pod);
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FOUND);
+            return Ok(redirect(
+                done(labels, status, String::new(), route),
+                &answer.location,
+            ));
+        }
+        Err(error) => {
+            let labels = Route::unresolved_labels(&ctx.pod);
+            let route = error.route().to_string();
+            return Ok(fail(
+                done(labels, error.status(), String::new(), route),
+                &error,
+            ));
+        }
+    };
+    let route_name = routed.as_ref().map(|r| r.route.clone()).unwrap_or_default();
+    let destination = routed.as_ref().map_or(ctx.original, |r| r.target);
+    let route = match Route::resolve(&ctx.pod, destination) {
         Ok(route) => route,
         Err(reason) => {
             let labels = Route::unresolved_labels(&ctx.pod);
-            let status = StatusCode::SERVICE_UNAVAILABLE;
-            return Ok(answer(done(labels, status, String::new()), &reason));
+            let error = HttpError::Unavailable(reason);
+            return Ok(fail(
+                done(labels, error.status(), String::new(), route_name),
+                &error,
+            ));
         }
     };
     let labels = route.labels(&ctx.pod);
     let upstream = route.target.to_string();
     let upgrade = ctx.version == Protocol::Http1 && wants_upgrade(request.headers());
     strip_hop_by_hop(request.headers_mut(), upgrade);
-    let sent = if upgrade {
-        send_upgrade(&ctx.pod, &route, request).await
-    } else {
-        ctx.senders
-            .send(&ctx.pod, &route, ctx.version, request)
-            .await
+    let send = async {
+        let sent = if upgrade {
+            send_upgrade(&ctx.pod, &route, request).await
+        } else {
+            ctx.senders
+                .send(&ctx.pod, &route, ctx.version, request)
+                .await
+        };
+        sent.map_err(HttpError::Upstream)
+    };
+    let sent = match routed.as_ref().and_then(|r| r.timeout) {
+        Some(after) => tokio::time::timeout(after, send).await.unwrap_or_else(|_| {
+            Err(HttpError::Timeout {
+                route: route_name.clone(),
+                after,
+            })
+        }),
+        None => send.await,
     };
     Ok(match sent {
         Ok(mut response) => {
             let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             strip_hop_by_hop(response.headers_mut(), switching);
-            let done = done(labels, response.status(), upstream);
+            for modifier in routed.iter().flat_map(|r| &r.response) {
+                apply_header_modifier(modifier, response.headers_mut());
+            }
+            let done = done(labels, response.status(), upstream, route_name);
             response.map(|inner| {
                 Recorded {
                     inner,
@@ -114,7 +165,7 @@ pub(crate) async fn forward(
                 .boxed_unsync()
             })
         }
-        Err(reason) => answer(done(labels, StatusCode::BAD_GATEWAY, upstream), &reason),
+        Err(error) => fail(done(labels, error.status(), upstream, route_name), &error),
     })
 }
 
@@ -151,20 +202,29 @@ async fn send_upgrade(
     Ok(response)
 }
 
-/// The proxy's own answer: `reason` in a header and as the body.
-fn answer(done: Done, reason: &str) -> Response<ProxyBody> {
-    let status = StatusCode::from_u16(done.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    done.record(reason);
-    let mut response = Response::new(
-        Full::new(Bytes::from(format!("{reason}\n")))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+/// The proxy's own answer to a request it could not send, counted.
+fn fail(done: Done, error: &HttpError) -> Response<ProxyBody> {
+    let reason = error.to_string();
+    done.record(&reason);
+    respond(error.status(), &reason)
+}
+
+/// A rule's redirect, counted.
+fn redirect(done: Done, location: &str) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(done.status).unwrap_or(StatusCode::FOUND);
+    done.record("");
+    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
     *response.status_mut() = status;
-    let value = HeaderValue::from_str(&reason.replace(|c: char| !c.is_ascii_graphic(), " "))
-        .unwrap_or_else(|_| HeaderValue::from_static("proxy error"));
-    response.headers_mut().insert(ERROR_HEADER, value);
-    response
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the redirect's location is not a valid header value",
+        ),
+    }
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket).
@@ -252,6 +312,7 @@ impl Done {
             client: &self.client,
             upstream: &self.upstream,
             error,
+            route: &self.route,
         });
     }
 }

@@ -1,8 +1,9 @@
 //! Request telemetry for HTTP-aware proxying: requests by response code, a
 //! duration histogram, and one access-log line per request.
 //!
-//! Keyed like the connection series ([`Labels`]) plus the response code, so
-//! the number of series stays bounded by the mesh times a handful of codes.
+//! Keyed like the connection series ([`Labels`]) plus the HTTPRoute that
+//! took the request and the response code, so the number of series stays
+//! bounded by the mesh, its routes and a handful of codes.
 //! Recording is atomics only once a series exists.
 
 use std::{
@@ -16,7 +17,7 @@ use std::{
 
 use braid_model::catalog::metrics as catalog;
 
-use super::{Labels, Metrics, direction, render_labels};
+use super::{Labels, Metrics, direction, escape, render_labels};
 
 /// Upper bounds of the duration histogram's buckets, in seconds: fine below
 /// a millisecond, where a proxy hop's cost shows.
@@ -57,6 +58,8 @@ pub struct RequestRecord<'a> {
     pub upstream: &'a str,
     /// Why the proxy answered itself, or empty.
     pub error: &'a str,
+    /// The HTTPRoute that took the request (`<namespace>/<name>`), or empty.
+    pub route: &'a str,
 }
 
 // === impl Metrics ===
@@ -64,7 +67,11 @@ pub struct RequestRecord<'a> {
 impl Metrics {
     /// Counts a finished request and writes its access-log line.
     pub fn request(&self, record: &RequestRecord<'_>) {
-        let key = (record.labels.clone(), record.status);
+        let key = (
+            record.labels.clone(),
+            Arc::<str>::from(record.route),
+            record.status,
+        );
         let counters = match self.requests.get(&key) {
             Some(found) => found.clone(),
             None => self.requests.entry(key).or_default().clone(),
@@ -86,8 +93,12 @@ impl Metrics {
             .requests
             .iter()
             .map(|e| {
-                let (labels, status) = e.key();
-                let rendered = format!("{},response_code=\"{status}\"", render_labels(labels));
+                let (labels, route, status) = e.key();
+                let rendered = format!(
+                    "{},route=\"{}\",response_code=\"{status}\"",
+                    render_labels(labels),
+                    escape(route)
+                );
                 (rendered, e.value().clone())
             })
             .collect();
@@ -144,6 +155,7 @@ fn log(r: &RequestRecord<'_>) {
         status = r.status,
         duration_ms = r.duration.as_secs_f64() * 1e3,
         error = r.error,
+        route = r.route,
         "request"
     );
 }

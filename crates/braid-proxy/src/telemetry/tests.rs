@@ -80,29 +80,37 @@ fn requests_are_counted_by_code_with_a_cumulative_histogram() {
         client: "198.18.0.1:4000",
         upstream: "198.18.0.2:8080",
         error: "",
+        route: "",
     };
     metrics.request(&record(200, 3));
     metrics.request(&record(200, 30));
-    metrics.request(&record(503, 0));
+    metrics.request(&RequestRecord {
+        route: "shop/split",
+        ..record(503, 0)
+    });
     let text = metrics.render("");
     let base = render_labels(&l);
     for line in [
-        format!("braid_requests_total{{{base},response_code=\"200\"}} 2"),
-        format!("braid_requests_total{{{base},response_code=\"503\"}} 1"),
+        format!("braid_requests_total{{{base},route=\"\",response_code=\"200\"}} 2"),
+        format!("braid_requests_total{{{base},route=\"shop/split\",response_code=\"503\"}} 1"),
         format!(
-            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"0.0025\"}} 0"
+            "braid_request_duration_seconds_bucket{{{base},route=\"\",response_code=\"200\",le=\"0.0025\"}} 0"
         ),
         format!(
-            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"0.005\"}} 1"
+            "braid_request_duration_seconds_bucket{{{base},route=\"\",response_code=\"200\",le=\"0.005\"}} 1"
         ),
         format!(
-            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"0.05\"}} 2"
+            "braid_request_duration_seconds_bucket{{{base},route=\"\",response_code=\"200\",le=\"0.05\"}} 2"
         ),
         format!(
-            "braid_request_duration_seconds_bucket{{{base},response_code=\"200\",le=\"+Inf\"}} 2"
+            "braid_request_duration_seconds_bucket{{{base},route=\"\",response_code=\"200\",le=\"+Inf\"}} 2"
         ),
-        format!("braid_request_duration_seconds_sum{{{base},response_code=\"200\"}} 0.033"),
-        format!("braid_request_duration_seconds_count{{{base},response_code=\"200\"}} 2"),
+        format!(
+            "braid_request_duration_seconds_sum{{{base},route=\"\",response_code=\"200\"}} 0.033"
+        ),
+        format!(
+            "braid_request_duration_seconds_count{{{base},route=\"\",response_code=\"200\"}} 2"
+        ),
         "# TYPE braid_request_duration_seconds histogram".to_string(),
     ] {
         assert!(text.contains(&line), "missing {line} in\n{text}");
@@ -144,6 +152,7 @@ fn populated(http: bool) -> Metrics {
             client: "198.18.0.1:4000",
             upstream: "198.18.0.2:8080",
             error: "",
+            route: "",
         });
     }
     metrics

@@ -1,0 +1,87 @@
+//! HTTP routes as a proxy holds them, and the routes that apply to one
+//! Service port for one caller, ordered once and reused by every request
+//! until the routes change.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use braid_model::{HttpRoute, ServiceRef, route::ServiceRoutes};
+use braid_xds::Delta;
+
+use super::ProxyState;
+
+/// The routes that apply to a request for a Service port.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    /// The Service the request was for.
+    pub service: ServiceRef,
+    /// Its port.
+    pub port: u16,
+    /// The routes, by precedence.
+    pub routes: Arc<ServiceRoutes>,
+}
+
+// === impl ProxyState ===
+
+impl ProxyState {
+    /// Every HTTP route, by name.
+    pub fn http_routes(&self) -> Vec<Arc<HttpRoute>> {
+        super::sorted(
+            self.inner
+                .routes
+                .iter()
+                .map(|e| (e.key().clone(), e.value().clone())),
+        )
+    }
+
+    /// The routes attached to the Service whose VIP `original` is (for a
+    /// caller in `caller_namespace`); `None` when `original` is no Service
+    /// VIP or no route attaches, so the request goes where it was sent.
+    pub fn routes_for(&self, original: SocketAddr, caller_namespace: &str) -> Option<Attached> {
+        if self.inner.routes.is_empty() {
+            return None;
+        }
+        let service = self.service_by_vip(original.ip())?;
+        let key = (
+            service.reference.clone(),
+            original.port(),
+            caller_namespace.to_string(),
+        );
+        let routes = match self.inner.route_tables.get(&key) {
+            Some(found) => found.clone(),
+            None => {
+                let all: Vec<Arc<HttpRoute>> = self
+                    .inner
+                    .routes
+                    .iter()
+                    .map(|e| e.value().clone())
+                    .collect();
+                let table = Arc::new(ServiceRoutes::for_service(
+                    &all,
+                    &service.reference,
+                    original.port(),
+                    caller_namespace,
+                ));
+                self.inner.route_tables.insert(key, table.clone());
+                table
+            }
+        };
+        (!routes.is_empty()).then(|| Attached {
+            service: service.reference.clone(),
+            port: original.port(),
+            routes,
+        })
+    }
+
+    /// Applies a delta of HTTP routes (names `<namespace>/<name>`); the
+    /// ordered tables are built again on their next use.
+    pub fn apply_http_routes(&self, delta: Delta<HttpRoute>) {
+        let inner = &self.inner;
+        for name in delta.removed {
+            inner.routes.remove(&name);
+        }
+        for updated in delta.updated {
+            inner.routes.insert(updated.name, updated.value);
+        }
+        inner.route_tables.clear();
+    }
+}
