@@ -323,6 +323,7 @@ pub(crate) fn state_json(state: &ProxyState) -> serde_json::Value {
         "services": refs(&state.services()),
         "authorization_policies": refs(&state.authorizations()),
         "peer_authentications": refs(&state.peer_authentications()),
+        "http_routes": refs(&state.http_routes()),
     })
 }
 

@@ -16,8 +16,10 @@ use hyper::{
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+mod body;
 mod error;
 mod forward;
+mod mirror;
 mod pool;
 mod routing;
 pub(crate) mod sniff;

@@ -1,7 +1,7 @@
 //! HTTP routing by sidecars (Gateway API HTTPRoute, GAMMA: the route's
 //! parent is the Service, so the caller's sidecar applies it), in real
 //! network namespaces: a header match, an 80/20 split with a weight-0
-//! backend, a rewrite with header modifiers, a redirect, a request timeout
+//! backend, a rewrite with header modifiers, a mirror, a redirect, a request timeout
 //! and the route label on request metrics; then a broken edit keeps the
 //! last good routing and removing the route restores plain Service
 //! traffic. sidecar → sidecar; the waypoint paths come with waypoints.
@@ -11,6 +11,7 @@ use std::{
     convert::Infallible,
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::Path,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,7 +19,7 @@ use anyhow::{Context as _, ensure};
 use braid_capture::testing::{TestNet, TestPod, require_root};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::runtime::Runtime;
@@ -82,6 +83,14 @@ spec:
     filters:
     - type: RequestRedirect
       requestRedirect: {{hostname: example.org, statusCode: 301}}
+  - matches:
+    - path: {{type: PathPrefix, value: /mirror}}
+    filters:
+    - type: RequestMirror
+      requestMirror:
+        backendRef: {{name: web-v3, port: 80}}
+    backendRefs:
+    - {{name: web-v1, port: 80}}
   - matches:
     - path: {{type: PathPrefix, value: /slow}}
     timeouts: {{request: {REQUEST_TIMEOUT_MS}ms}}
@@ -212,7 +221,7 @@ fn sidecars_apply_http_routes() -> anyhow::Result<()> {
 fn check_routing(client: &TestPod, web: SocketAddr) -> anyhow::Result<()> {
     // A header match sends every request to the canary.
     let canary: Vec<_> = (0..20)
-        .map(|_| get("/").header("x-canary", "yes"))
+        .map(|_| with_header("/", Some(("x-canary", "yes"))))
         .collect();
     for reply in send(client, web, &canary)? {
         ensure!(reply.field("pod") == "web-v2", "x-canary: yes: {reply:?}");
@@ -241,6 +250,25 @@ fn check_routing(client: &TestPod, web: SocketAddr) -> anyhow::Result<()> {
     ensure!(reply.field("path") == "/new/x?page=2", "{reply:?}");
     ensure!(reply.field("x-routed") == "rewrite", "{reply:?}");
     ensure!(reply.header("x-route") == "rewrite", "{reply:?}");
+
+    // A mirror gets a copy of each request, body included; the client gets
+    // the backend's answer only.
+    let body = "x".repeat(100_000);
+    let post = Request::post("/mirror/a")
+        .body(body.clone())
+        .expect("test request");
+    let reply = send(client, web, &[post])?.remove(0);
+    ensure!(reply.field("pod") == "web-v1", "{reply:?}");
+    ensure!(reply.field("body") == "100000", "{reply:?}");
+    let mirror = SocketAddr::from((PODS[3].2, APP_PORT));
+    eventually("the mirror to get the copy", Duration::from_secs(5), || {
+        let seen = send(client, mirror, &[get("/seen")]).map_err(|e| e.to_string())?;
+        seen[0]
+            .body
+            .contains("seen=POST /mirror/a 100000\n")
+            .then_some(())
+            .ok_or_else(|| format!("web-v3 saw {:?}", seen[0].body))
+    });
 
     // A redirect is answered by the client's sidecar.
     let reply = send(client, web, &[get("/redirect/a?b=c")])?.remove(0);
@@ -284,7 +312,10 @@ fn check_metrics(client: &TestPod) -> anyhow::Result<()> {
         &metrics,
         "braid_requests_total{direction=\"outbound\",source_workload=\"client\"",
     );
-    ensure!(from_client > 0.0, "no request series for client:\n{metrics}");
+    ensure!(
+        from_client > 0.0,
+        "no request series for client:\n{metrics}"
+    );
     ensure!(
         metrics.contains("route=\"shop/web\",response_code=\"504\"}"),
         "the 504 under its route:\n{metrics}"
@@ -310,8 +341,17 @@ fn wait_for_log(log: &Path, needle: &str) -> anyhow::Result<()> {
 }
 
 /// A GET for `path` (the test adds `Host`).
-fn get(path: &str) -> http::request::Builder {
-    Request::get(path)
+fn get(path: &str) -> Request<String> {
+    with_header(path, None)
+}
+
+/// A GET for `path` with one header.
+fn with_header(path: &str, header: Option<(&str, &str)>) -> Request<String> {
+    let mut request = Request::get(path);
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    request.body(String::new()).expect("test request")
 }
 
 /// One answer as the test sees it.
@@ -345,7 +385,7 @@ impl Reply {
 fn send(
     from: &TestPod,
     to: SocketAddr,
-    requests: &[http::request::Builder],
+    requests: &[Request<String>],
 ) -> anyhow::Result<Vec<Reply>> {
     let tcp = from
         .netns()?
@@ -359,18 +399,17 @@ fn send(
                 hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
             tokio::spawn(conn);
             let mut replies = Vec::new();
-            for builder in requests {
+            for original in requests {
                 sender.ready().await?;
                 let mut request = Request::builder()
-                    .method(builder.method_ref().cloned().unwrap_or_default())
-                    .uri(builder.uri_ref().cloned().unwrap_or_default())
+                    .method(original.method().clone())
+                    .uri(original.uri().clone())
                     .header("host", "web.shop.svc.cluster.local");
-                for (name, value) in builder.headers_ref().into_iter().flatten() {
+                for (name, value) in original.headers() {
                     request = request.header(name, value);
                 }
-                let response = sender
-                    .send_request(request.body(Empty::<Bytes>::new())?)
-                    .await?;
+                let body = Full::new(Bytes::from(original.body().clone()));
+                let response = sender.send_request(request.body(body)?).await?;
                 let (parts, body) = response.into_parts();
                 let body = body.collect().await?.to_bytes();
                 replies.push(Reply {
@@ -387,8 +426,9 @@ fn send(
 }
 
 /// Serves HTTP/1.1 on APP_PORT in `pod`, answering with what it got:
-/// `pod=`, `path=`, then each request header as `name=value`. `/slow`
-/// never answers (until 10 s passed).
+/// `pod=`, `path=`, `body=` (its length), then each request header as
+/// `name=value`. `/slow` never answers (until 10 s passed); `/seen` lists
+/// every request so far as `seen=<method> <path> <body length>` lines.
 fn start_app(pod: &TestPod) -> anyhow::Result<()> {
     let listener = pod
         .netns()?
@@ -403,12 +443,13 @@ fn start_app(pod: &TestPod) -> anyhow::Result<()> {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                     return;
                 };
+                let seen = Arc::new(Mutex::new(Vec::new()));
                 while let Ok((tcp, _)) = listener.accept().await {
-                    let name = name.clone();
+                    let (name, seen) = (name.clone(), seen.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
-                            let name = name.clone();
-                            async move { Ok::<_, Infallible>(describe(&name, req).await) }
+                            let (name, seen) = (name.clone(), seen.clone());
+                            async move { Ok::<_, Infallible>(describe(&name, &seen, req).await) }
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(tcp), service)
@@ -420,17 +461,34 @@ fn start_app(pod: &TestPod) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn describe(pod: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn describe(
+    pod: &str,
+    seen: &Mutex<Vec<String>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = request
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    if path == "/seen" {
+        let lines = seen.lock().map(|s| s.join("")).unwrap_or_default();
+        return Response::new(Full::new(Bytes::from(lines)));
+    }
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
-    let mut body = format!("pod={pod}\npath={path}\n");
-    for (name, value) in request.headers() {
+    let (parts, body) = request.into_parts();
+    let length = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    if let Ok(mut seen) = seen.lock() {
+        seen.push(format!("seen={} {path} {length}\n", parts.method));
+    }
+    let mut body = format!("pod={pod}\npath={path}\nbody={length}\n");
+    for (name, value) in &parts.headers {
         body.push_str(&format!("{name}={}\n", value.to_str().unwrap_or("")));
     }
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -20,7 +20,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
 use super::{
+    body::RequestBody,
     error::{HttpError, respond},
+    mirror,
     pool::Senders,
     routing::{self, Step},
 };
@@ -130,6 +132,17 @@ pub(crate) async fn forward(
     let upstream = route.target.to_string();
     let upgrade = ctx.version == Protocol::Http1 && wants_upgrade(request.headers());
     strip_hop_by_hop(request.headers_mut(), upgrade);
+    let mirrors = routed
+        .as_ref()
+        .map(|r| r.mirrors.as_slice())
+        .unwrap_or_default();
+    let request = if mirrors.is_empty() || upgrade {
+        request.map(RequestBody::Client)
+    } else {
+        let (request, copies) = with_copies(request, mirrors);
+        mirror::send(&ctx.pod, &ctx.senders, ctx.version, copies);
+        request
+    };
     let send = async {
         let sent = if upgrade {
             send_upgrade(&ctx.pod, &route, request).await
@@ -174,7 +187,7 @@ pub(crate) async fn forward(
 async fn send_upgrade(
     pod: &PodContext,
     route: &Route,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
 ) -> Result<Response<Incoming>, String> {
     let downstream = hyper::upgrade::on(&mut request);
     let mut sender = Senders::upgradable(pod, route).await?;
@@ -200,6 +213,32 @@ async fn send_upgrade(
         });
     }
     Ok(response)
+}
+
+/// The request to send upstream, and a copy of it for each of `mirrors`
+/// (the body teed as it streams).
+fn with_copies(
+    request: Request<Incoming>,
+    mirrors: &[SocketAddr],
+) -> (Request<RequestBody>, mirror::Copies) {
+    let (parts, body) = request.into_parts();
+    let (body, bodies) = RequestBody::tee(body, mirrors.len());
+    let requests = mirrors
+        .iter()
+        .zip(bodies)
+        .map(|(target, body)| {
+            let mut copy = Request::new(body);
+            *copy.method_mut() = parts.method.clone();
+            *copy.uri_mut() = parts.uri.clone();
+            *copy.version_mut() = parts.version;
+            *copy.headers_mut() = parts.headers.clone();
+            (*target, copy)
+        })
+        .collect();
+    (
+        Request::from_parts(parts, body),
+        mirror::Copies { requests },
+    )
 }
 
 /// The proxy's own answer to a request it could not send, counted.

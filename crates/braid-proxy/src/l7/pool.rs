@@ -21,7 +21,9 @@ use hyper::{
     client::conn::{http1, http2},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::Semaphore;
 
+use super::body::RequestBody;
 use crate::{
     detect::Protocol,
     l4::{
@@ -44,18 +46,35 @@ struct Key {
 }
 
 /// An idle HTTP/1.1 connection and since when it has been idle.
-type Idle = (http1::SendRequest<Incoming>, Instant);
+type Idle = (http1::SendRequest<RequestBody>, Instant);
 
 /// One pod's pooled upstream connections; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Senders {
     http1: Arc<DashMap<Key, Vec<Idle>>>,
-    http2: Arc<DashMap<Key, http2::SendRequest<Incoming>>>,
+    http2: Arc<DashMap<Key, http2::SendRequest<RequestBody>>>,
+    /// Bounds the pod's mirrored requests in flight.
+    mirrors: Arc<Semaphore>,
 }
 
 // === impl Senders ===
 
+impl Default for Senders {
+    fn default() -> Self {
+        Self {
+            http1: Arc::default(),
+            http2: Arc::default(),
+            mirrors: Arc::new(Semaphore::new(super::mirror::MAX_IN_FLIGHT)),
+        }
+    }
+}
+
 impl Senders {
+    /// The pod's budget of mirrored requests in flight.
+    pub(crate) fn mirror_limit(&self) -> &Arc<Semaphore> {
+        &self.mirrors
+    }
+
     /// Sends `request` to `route` over a pooled (or new) connection of
     /// `version`, which must be HTTP/1 or HTTP/2.
     pub(crate) async fn send(
@@ -63,7 +82,7 @@ impl Senders {
         pod: &PodContext,
         route: &Route,
         version: Protocol,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, String> {
         let key = Key {
             target: route.target,
@@ -116,7 +135,7 @@ impl Senders {
         pod: &PodContext,
         route: &Route,
         key: Key,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, String> {
         let pooled = self
             .http2
@@ -145,7 +164,7 @@ impl Senders {
     }
 
     /// An idle HTTP/1.1 connection that can take a request now.
-    fn checkout(&self, key: &Key) -> Option<http1::SendRequest<Incoming>> {
+    fn checkout(&self, key: &Key) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.http1.get_mut(key)?;
         while let Some((sender, since)) = idle.pop() {
             if sender.is_ready() && since.elapsed() < IDLE_TIMEOUT {
@@ -155,7 +174,7 @@ impl Senders {
         None
     }
 
-    fn checkin(&self, key: Key, sender: http1::SendRequest<Incoming>) {
+    fn checkin(&self, key: Key, sender: http1::SendRequest<RequestBody>) {
         let mut idle = self.http1.entry(key).or_default();
         idle.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_TIMEOUT);
         if idle.len() < MAX_IDLE {
@@ -165,7 +184,7 @@ impl Senders {
 
     /// Returns `sender` to the pool once its response has been read to the
     /// end; a connection the server closes instead is simply dropped.
-    fn checkin_when_ready(&self, key: Key, mut sender: http1::SendRequest<Incoming>) {
+    fn checkin_when_ready(&self, key: Key, mut sender: http1::SendRequest<RequestBody>) {
         let pool = self.clone();
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {
@@ -179,14 +198,14 @@ impl Senders {
     pub(crate) async fn upgradable(
         pod: &PodContext,
         route: &Route,
-    ) -> Result<http1::SendRequest<Incoming>, String> {
+    ) -> Result<http1::SendRequest<RequestBody>, String> {
         handshake_http1(route.dial(pod).await?).await
     }
 }
 
 /// Every HTTP/1.1 connection allows upgrades: only the one a `101` answers
 /// is ever upgraded, and it is never pooled.
-async fn handshake_http1(io: UpstreamIo) -> Result<http1::SendRequest<Incoming>, String> {
+async fn handshake_http1(io: UpstreamIo) -> Result<http1::SendRequest<RequestBody>, String> {
     let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
@@ -198,7 +217,7 @@ async fn handshake_http1(io: UpstreamIo) -> Result<http1::SendRequest<Incoming>,
     Ok(sender)
 }
 
-async fn handshake_http2(io: UpstreamIo) -> Result<http2::SendRequest<Incoming>, String> {
+async fn handshake_http2(io: UpstreamIo) -> Result<http2::SendRequest<RequestBody>, String> {
     let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
         .await
         .map_err(|e| format!("HTTP/2 handshake: {e}"))?;

@@ -7,7 +7,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use braid_model::route::{
-    self, Filter, HeaderModifier, PathModifier, Redirected, Rewrite, apply_header_modifier,
+    self, Filter, HeaderModifier, Mirror, PathModifier, Redirected, Rewrite, apply_header_modifier,
     rewrite_path,
 };
 use http::{HeaderValue, Request, Uri, header, uri::PathAndQuery};
@@ -43,6 +43,8 @@ pub(crate) struct Routed {
     /// The rule's limit until response headers (the smaller of its request
     /// and backend-request timeouts).
     pub(crate) timeout: Option<Duration>,
+    /// Where copies of the request go (each mirror's Service VIP and port).
+    pub(crate) mirrors: Vec<SocketAddr>,
 }
 
 /// Routes `request`, sent by a caller in `caller_namespace` to `original`,
@@ -109,6 +111,7 @@ pub(crate) fn route<B>(
         invalid("the Service is headless; routes send only to Services with a cluster IP".into())
     })?;
     let mut response = Vec::new();
+    let mut mirrors = Vec::new();
     for filter in selected.rule.filters.iter().chain(&backend.filters) {
         match filter {
             Filter::RequestHeaders(modifier) => {
@@ -116,9 +119,13 @@ pub(crate) fn route<B>(
             }
             Filter::ResponseHeaders(modifier) => response.push(modifier.clone()),
             Filter::Rewrite(rewrite) => apply_rewrite(rewrite, prefix, request),
-            // A redirect answered above; mirrors are refused by the control
-            // plane until the proxy sends them.
-            Filter::Redirect(_) | Filter::Mirror(_) => {}
+            Filter::Mirror(mirror) => {
+                if rand::random_range(0..1_000_000) < mirror.parts_per_million {
+                    mirrors.extend(mirror_target(state, mirror));
+                }
+            }
+            // Answered above, before any backend was picked.
+            Filter::Redirect(_) => {}
         }
     }
     let timeouts = selected.rule.timeouts;
@@ -131,7 +138,19 @@ pub(crate) fn route<B>(
         target: SocketAddr::new(vip, backend.port),
         response,
         timeout,
+        mirrors,
     }))
+}
+
+/// The VIP and port a mirror's copies go to; `None` (and no copy) when the
+/// Service is unknown or headless.
+fn mirror_target(state: &ProxyState, mirror: &Mirror) -> Option<SocketAddr> {
+    let Some(service) = state.service(&mirror.service) else {
+        tracing::debug!(service = %mirror.service, "mirror skipped: the Service is not known to this proxy");
+        return None;
+    };
+    let vip = service.vips.first()?;
+    Some(SocketAddr::new(*vip, mirror.port))
 }
 
 /// The host and port the request was sent to (`:authority`, else `Host`),
