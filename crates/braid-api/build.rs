@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "braid/security/v1alpha1/authorization.proto",
         "braid/security/v1alpha1/peer_authentication.proto",
         "braid/security/v1alpha1/certificate.proto",
+        "braid/route/v1alpha1/route.proto",
         "braid/admin/v1alpha1/debug.proto",
     ];
     let includes = [root.join("xds"), root.clone()];

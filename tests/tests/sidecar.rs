@@ -111,11 +111,23 @@ fn deny_shop(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One test of this binary at a time: each gives the host the same
+/// address on its host link ([`HOST`]), which two at once would share.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`ONE_AT_A_TIME`], even after another test panicked holding it.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn sidecars_tunnel_enforce_policy_and_accept_plaintext() -> anyhow::Result<()> {
     if !require_root() {
         return Ok(());
     }
+    let _serial = one_at_a_time();
     let dir = tempfile::Builder::new()
         .prefix("braid-sidecar-")
         .tempdir()?;

@@ -8,6 +8,10 @@ use braid_model as model;
 
 use crate::braid::{security::v1alpha1 as sec, workload::v1alpha1 as wl};
 
+mod route;
+
+pub use route::http_route_to_proto;
+
 /// A resource received over xDS that does not convert to the model.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{kind} {name:?}: field {field}: {message}")]

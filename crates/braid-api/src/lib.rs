@@ -53,6 +53,13 @@ pub mod braid {
             tonic::include_proto!("braid.security.v1alpha1");
         }
     }
+    /// `braid.route.v1alpha1`: HTTP routes (Gateway API HTTPRoute).
+    pub mod route {
+        /// Version v1alpha1.
+        pub mod v1alpha1 {
+            tonic::include_proto!("braid.route.v1alpha1");
+        }
+    }
     /// `braid.admin.v1alpha1`: the control plane's debug API.
     pub mod admin {
         /// Version v1alpha1.

@@ -16,11 +16,20 @@ pub const AUTHORIZATION: &str = "type.googleapis.com/braid.security.v1alpha1.Aut
 pub const PEER_AUTHENTICATION: &str =
     "type.googleapis.com/braid.security.v1alpha1.PeerAuthentication";
 
+/// `braid.route.v1alpha1.HttpRoute`; resource name: `<namespace>/<name>`.
+pub const HTTP_ROUTE: &str = "type.googleapis.com/braid.route.v1alpha1.HttpRoute";
+
 /// Every type URL the control plane serves.
-pub const ALL: [&str; 4] = [WORKLOAD, SERVICE, AUTHORIZATION, PEER_AUTHENTICATION];
+pub const ALL: [&str; 5] = [
+    WORKLOAD,
+    SERVICE,
+    AUTHORIZATION,
+    PEER_AUTHENTICATION,
+    HTTP_ROUTE,
+];
 
 /// The short name (`workload`, `service`, `authorization`,
-/// `peerauthentication`) of a type URL, for CLIs and logs; `None` for a type
+/// `peerauthentication`, `httproute`) of a type URL, for CLIs and logs; `None` for a type
 /// Braid does not serve.
 pub fn short_name(type_url: &str) -> Option<&'static str> {
     match type_url {
@@ -28,6 +37,7 @@ pub fn short_name(type_url: &str) -> Option<&'static str> {
         SERVICE => Some("service"),
         AUTHORIZATION => Some("authorization"),
         PEER_AUTHENTICATION => Some("peerauthentication"),
+        HTTP_ROUTE => Some("httproute"),
         _ => None,
     }
 }
@@ -52,5 +62,6 @@ mod tests {
             from_short_name("peerauthentication"),
             Some(PEER_AUTHENTICATION)
         );
+        assert_eq!(from_short_name("httproute"), Some(HTTP_ROUTE));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    path::PathBuf,
     sync::Arc,
 };
 
@@ -20,10 +21,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::{
     identities::Identities,
     snapshot::{Resource, ResourceType, Snapshot},
-    source::{Change, Kind, KubeObject, ObjectKey},
+    source::{Change, ConfigError, Kind, KubeObject, ObjectKey},
 };
 
 pub mod publisher;
+pub mod routes;
 
 /// Resource updates for one publish: per type, name -> new resource or removal.
 pub type Updates = [BTreeMap<String, Option<Arc<Resource>>>; ResourceType::COUNT];
@@ -47,6 +49,12 @@ pub struct Index {
     /// Namespaces changed since the last [`Index::namespace_modes`]; true at
     /// first so the initial load always publishes.
     namespaces_dirty: bool,
+    /// The `ResolvedRefs` problems of each namespace's routes, as last
+    /// computed.
+    route_problems: HashMap<String, routes::Problems>,
+    /// Config-error entries to replace, collected by [`Index::updates`] for
+    /// [`Index::take_config_errors`] (an empty list clears an entry).
+    error_updates: BTreeMap<PathBuf, Vec<ConfigError>>,
 }
 
 /// The namespaced objects of one namespace, shared with the source (an
@@ -59,6 +67,7 @@ struct Space {
     service_accounts: BTreeSet<String>,
     policies: BTreeMap<String, Arc<KubeObject>>,
     peer_authentications: BTreeMap<String, Arc<KubeObject>>,
+    http_routes: BTreeMap<String, Arc<KubeObject>>,
 }
 
 // === impl Index ===
@@ -100,6 +109,7 @@ impl Index {
             Kind::EndpointSlice => &mut space.slices,
             Kind::AuthorizationPolicy => &mut space.policies,
             Kind::PeerAuthentication => &mut space.peer_authentications,
+            Kind::HttpRoute => &mut space.http_routes,
             Kind::ServiceAccount => {
                 space.service_accounts.insert(key.name);
                 self.dirty.insert(key.namespace);
@@ -132,6 +142,7 @@ impl Index {
                 Kind::ServiceAccount => drop(space.service_accounts.remove(&key.name)),
                 Kind::AuthorizationPolicy => drop(space.policies.remove(&key.name)),
                 Kind::PeerAuthentication => drop(space.peer_authentications.remove(&key.name)),
+                Kind::HttpRoute => drop(space.http_routes.remove(&key.name)),
                 Kind::Namespace | Kind::ProxyToken => {}
             }
         }
@@ -181,7 +192,8 @@ impl Index {
     pub fn updates(&mut self, current: &Snapshot) -> Updates {
         let mut updates: Updates = Default::default();
         for ns in std::mem::take(&mut self.dirty) {
-            let fresh = self.resources_of(&ns);
+            let (fresh, problems) = self.resources_of(&ns);
+            self.note_route_problems(&ns, problems);
             for ty in ResourceType::ALL {
                 let i = ty as usize;
                 let old = namespace_range(current.resources(ty), &ns);
@@ -203,11 +215,46 @@ impl Index {
         updates
     }
 
-    /// Translates every object of namespace `ns` into resources.
-    fn resources_of(&self, ns: &str) -> [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT] {
+    /// The config-error entries that changed since the last call: the
+    /// `ResolvedRefs` problems of routes, filed by
+    /// [`routes::problems_path`]; an empty list clears an entry.
+    pub fn take_config_errors(&mut self) -> BTreeMap<PathBuf, Vec<ConfigError>> {
+        std::mem::take(&mut self.error_updates)
+    }
+
+    /// Records namespace `ns`'s route problems, noting the entries that
+    /// changed.
+    fn note_route_problems(&mut self, ns: &str, fresh: routes::Problems) {
+        let old = self.route_problems.remove(ns).unwrap_or_default();
+        for name in old.keys().filter(|name| !fresh.contains_key(*name)) {
+            self.error_updates
+                .insert(routes::problems_path(ns, name), Vec::new());
+        }
+        for (name, problems) in &fresh {
+            if old.get(name) != Some(problems) {
+                let errors = routes::config_errors(ns, name, problems);
+                self.error_updates
+                    .insert(routes::problems_path(ns, name), errors);
+            }
+        }
+        if !fresh.is_empty() {
+            self.route_problems.insert(ns.to_string(), fresh);
+        }
+    }
+
+    /// Translates every object of namespace `ns` into resources, and
+    /// reports the route references that do not resolve.
+    fn resources_of(
+        &self,
+        ns: &str,
+    ) -> (
+        [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT],
+        routes::Problems,
+    ) {
         let mut out: [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT] = Default::default();
+        let mut problems = routes::Problems::new();
         let Some(space) = self.spaces.get(ns) else {
-            return out;
+            return (out, problems);
         };
         let namespace = self.namespaces.get(ns).and_then(|o| match o.as_ref() {
             KubeObject::Namespace(ns) => Some(ns.as_ref()),
@@ -284,7 +331,23 @@ impl Index {
             );
             out[ResourceType::PeerAuthentication as usize].insert(name, Arc::new(r));
         }
-        out
+        // Routes depend on the Services of their own namespace only (a
+        // backend in another namespace is refused at the edge), so a
+        // Service change recomputes exactly the routes it can affect.
+        for converted in space.http_routes.values().filter_map(|o| o.as_http_route()) {
+            let (route, found) = routes::resolve(converted, &space.services);
+            let name = route.key();
+            if !found.is_empty() {
+                problems.insert(route.name.clone(), found);
+            }
+            let r = Resource::encode(
+                ResourceType::HttpRoute,
+                name.clone(),
+                &convert::http_route_to_proto(&route),
+            );
+            out[ResourceType::HttpRoute as usize].insert(name, Arc::new(r));
+        }
+        (out, problems)
     }
 }
 
@@ -298,6 +361,7 @@ impl Space {
             && self.service_accounts.is_empty()
             && self.policies.is_empty()
             && self.peer_authentications.is_empty()
+            && self.http_routes.is_empty()
     }
 }
 

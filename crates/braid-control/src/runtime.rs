@@ -148,6 +148,7 @@ impl ControlPlane {
             identities: identities_tx,
             namespaces: namespaces_tx,
             metrics: metrics.clone(),
+            errors: errors.clone(),
         };
         publisher::apply_and_publish(&mut index, initial, &outputs);
         tracing::info!(

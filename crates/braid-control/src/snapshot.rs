@@ -24,6 +24,8 @@ pub enum ResourceType {
     Authorization = 2,
     /// `braid.security.v1alpha1.PeerAuthentication`
     PeerAuthentication = 3,
+    /// `braid.route.v1alpha1.HttpRoute`
+    HttpRoute = 4,
 }
 
 /// One encoded resource with its version.
@@ -64,7 +66,7 @@ pub struct Snapshot {
 
 impl ResourceType {
     /// How many types there are: the length of every per-type array.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     /// Every type, in order.
     pub const ALL: [ResourceType; Self::COUNT] = [
@@ -72,6 +74,7 @@ impl ResourceType {
         Self::Service,
         Self::Authorization,
         Self::PeerAuthentication,
+        Self::HttpRoute,
     ];
 
     /// The xDS type URL.
@@ -81,6 +84,7 @@ impl ResourceType {
             Self::Service => type_url::SERVICE,
             Self::Authorization => type_url::AUTHORIZATION,
             Self::PeerAuthentication => type_url::PEER_AUTHENTICATION,
+            Self::HttpRoute => type_url::HTTP_ROUTE,
         }
     }
 

@@ -40,6 +40,9 @@ pub enum KubeObject {
     /// `v1 Secret` of type `braid.dev/proxy-token`: a proxy's credential for
     /// the certificate service.
     ProxyToken(token::ProxyToken),
+    /// `gateway.networking.k8s.io/v1 HTTPRoute`, translated at the edge
+    /// (the Service lookups of its backends happen in the index).
+    HttpRoute(Box<braid_crd::httproute::ConvertedRoute>),
 }
 
 /// The kinds of [`KubeObject`].
@@ -61,6 +64,8 @@ pub enum Kind {
     PeerAuthentication,
     /// A `braid.dev/proxy-token` Secret.
     ProxyToken,
+    /// Gateway API HTTPRoute.
+    HttpRoute,
 }
 
 /// Identifies one object: kind, namespace (empty when cluster-scoped), name.
@@ -110,6 +115,7 @@ impl Kind {
             Self::AuthorizationPolicy => "AuthorizationPolicy",
             Self::PeerAuthentication => "PeerAuthentication",
             Self::ProxyToken => "Secret",
+            Self::HttpRoute => "HTTPRoute",
         }
     }
 }
@@ -165,6 +171,14 @@ impl KubeObject {
         }
     }
 
+    /// The HTTP route, if this is one.
+    pub fn as_http_route(&self) -> Option<&braid_crd::httproute::ConvertedRoute> {
+        match self {
+            Self::HttpRoute(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
@@ -176,6 +190,7 @@ impl KubeObject {
             Self::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Self::PeerAuthentication(_) => Kind::PeerAuthentication,
             Self::ProxyToken(_) => Kind::ProxyToken,
+            Self::HttpRoute(_) => Kind::HttpRoute,
         }
     }
 }

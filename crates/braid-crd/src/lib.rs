@@ -1,6 +1,8 @@
 //! Braid's Kubernetes CustomResourceDefinitions: the Rust types behind the
 //! `braid.dev` API group (derived with `kube`'s `CustomResource`), and their
-//! conversion into the domain model of `braid-model`.
+//! conversion into the domain model of `braid-model`; also the conversion of
+//! Gateway API `HTTPRoute`s ([`httproute`], types from the `gateway-api`
+//! crate, whose upstream CRDs are installed as they are).
 //!
 //! The YAML under `manifests/crds/` is generated from [`all_crds`] by
 //! `cargo xtask codegen`; edit the types here, never that YAML.
@@ -36,6 +38,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 mod authorization_policy;
+pub mod httproute;
 mod limits;
 mod peer_authentication;
 mod selector;

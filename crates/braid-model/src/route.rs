@@ -159,7 +159,7 @@ pub struct Redirect {
     pub path: Option<PathModifier>,
     /// `None` derives it from the scheme (or keeps the request's).
     pub port: Option<u16>,
-    /// 301 or 302.
+    /// A 3xx status (301, 302, 303, 307 or 308; 302 by default).
     pub status: u16,
 }
 

@@ -1,8 +1,8 @@
 //! The xDS client that keeps a [`ProxyState`] current: every workload,
-//! service, authorization and peer authentication, each delta applied as it
-//! arrives.
+//! service, authorization, peer authentication and HTTP route, each delta
+//! applied as it arrives.
 
-use braid_model::{AuthorizationPolicy, PeerAuthentication, Service, Workload};
+use braid_model::{AuthorizationPolicy, HttpRoute, PeerAuthentication, Service, Workload};
 use braid_xds::{Client, ClientHandle, ControlPlaneTls, Delta, NodeInfo, Subscription};
 use tokio::task::JoinHandle;
 
@@ -22,6 +22,7 @@ pub(crate) fn start(
         builder = builder.control_plane_tls(tls);
     }
     let (w, s, a, p) = (state.clone(), state.clone(), state.clone(), state.clone());
+    let r = state.clone();
     let client = builder
         .watch::<Workload>(Subscription::Wildcard, move |d: Delta<Workload>| {
             w.apply_workloads(d)
@@ -37,6 +38,9 @@ pub(crate) fn start(
             Subscription::Wildcard,
             move |d: Delta<PeerAuthentication>| p.apply_peer_authentications(d),
         )
+        .watch::<HttpRoute>(Subscription::Wildcard, move |d: Delta<HttpRoute>| {
+            r.apply_http_routes(d)
+        })
         .build()?;
     Ok(client.spawn())
 }

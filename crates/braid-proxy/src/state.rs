@@ -45,9 +45,9 @@ struct Inner {
     peer_authentications: DashMap<String, Arc<PeerAuthentication>>,
     /// HTTP routes by resource name (`<namespace>/<name>`).
     routes: DashMap<String, Arc<HttpRoute>>,
-    /// Ordered routes by (Service, port, caller namespace), built on first
-    /// use and dropped whenever a route changes.
-    route_tables: DashMap<(ServiceRef, u16, String), Arc<ServiceRoutes>>,
+    /// Ordered routes by caller namespace, then (Service VIP, port); built
+    /// on first use and dropped whenever a route or a Service changes.
+    route_tables: DashMap<String, DashMap<(IpAddr, u16), Arc<ServiceRoutes>>>,
 }
 
 // === impl ProxyState ===
@@ -213,6 +213,10 @@ impl ProxyState {
             for vip in &new.vips {
                 inner.service_vips.insert(*vip, new.clone());
             }
+        }
+        // Route tables are keyed by VIP: a VIP may now be another Service's.
+        if !inner.route_tables.is_empty() {
+            inner.route_tables.clear();
         }
     }
 

@@ -2,7 +2,7 @@
 //! wire message and type URL, so a caller names only the model type.
 
 use braid_api::{
-    braid::{security::v1alpha1 as sec, workload::v1alpha1 as wl},
+    braid::{route::v1alpha1 as route, security::v1alpha1 as sec, workload::v1alpha1 as wl},
     convert::ConvertError,
     envoy::service::discovery::v3 as xds,
     type_url,
@@ -15,7 +15,7 @@ use crate::ResourceError;
 ///
 /// Implemented here for every type Braid serves ([`model::Workload`],
 /// [`model::Service`], [`model::AuthorizationPolicy`],
-/// [`model::PeerAuthentication`]); a new resource type
+/// [`model::PeerAuthentication`], [`model::HttpRoute`]); a new resource type
 /// gets its impl in this file, next to its conversion in `braid-api`.
 pub trait Resource: Send + Sync + Sized + 'static {
     /// The protobuf message carried in each resource's `Any`.
@@ -59,6 +59,15 @@ impl Resource for model::AuthorizationPolicy {
 impl Resource for model::PeerAuthentication {
     type Proto = sec::PeerAuthentication;
     const TYPE_URL: &'static str = type_url::PEER_AUTHENTICATION;
+
+    fn from_proto(proto: Self::Proto) -> Result<Self, ConvertError> {
+        Self::try_from(proto)
+    }
+}
+
+impl Resource for model::HttpRoute {
+    type Proto = route::HttpRoute;
+    const TYPE_URL: &'static str = type_url::HTTP_ROUTE;
 
     fn from_proto(proto: Self::Proto) -> Result<Self, ConvertError> {
         Self::try_from(proto)
@@ -223,6 +232,28 @@ mod tests {
                 }
                 .encode_to_vec(),
             ),
+            (
+                type_url::HTTP_ROUTE,
+                braid_api::braid::route::v1alpha1::HttpRoute {
+                    namespace: "shop".into(),
+                    name: "web".into(),
+                    rules: vec![braid_api::braid::route::v1alpha1::RouteRule {
+                        matches: vec![braid_api::braid::route::v1alpha1::RouteMatch {
+                            path: Some(braid_api::braid::route::v1alpha1::PathMatch {
+                                kind: Some(
+                                    braid_api::braid::route::v1alpha1::path_match::Kind::Regex(
+                                        "/v[0-9]+".into(),
+                                    ),
+                                ),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
         ];
         let try_all = |url: &str, bytes: Vec<u8>| {
             let r = wire(url, bytes);
@@ -230,6 +261,7 @@ mod tests {
             let _ = decode::<model::Service>(&r);
             let _ = decode::<model::AuthorizationPolicy>(&r);
             let _ = decode::<model::PeerAuthentication>(&r);
+            let _ = decode::<model::HttpRoute>(&r);
         };
         for (url, bytes) in &valid {
             for end in 0..bytes.len() {

@@ -9,6 +9,7 @@ mod debug;
 mod demo;
 mod install;
 mod mode;
+mod routes;
 mod status;
 mod watch;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Switch a namespace's data-plane mode (ambient, sidecar or none) and
     /// say what happens to each of its pods.
     Mode(mode::Args),
+    /// The HTTP routes proxies hold, or (with --service) which rule a request
+    /// would take and where it would go.
+    Routes(routes::Args),
     /// Experimental and debugging commands.
     #[command(subcommand)]
     X(Experimental),
@@ -61,6 +65,7 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Install(args) => install::run(args).await,
         Command::Mode(args) => mode::run(args).await,
+        Command::Routes(args) => routes::run(args).await,
         Command::X(Experimental::Watch(args)) => watch::run(args).await,
     };
     match result {

@@ -18,7 +18,7 @@ pub(crate) struct Args {
     /// Resource type to watch.
     #[arg(
         long = "type",
-        value_parser = ["workload", "service", "authorization", "peerauthentication"]
+        value_parser = ["workload", "service", "authorization", "peerauthentication", "httproute"]
     )]
     kind: String,
     /// Watch only these resource names (`<namespace>/<name>`); all when omitted.
@@ -57,8 +57,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "service" => watch::<braid_model::Service>(args).await,
         "authorization" => watch::<braid_model::AuthorizationPolicy>(args).await,
         "peerauthentication" => watch::<braid_model::PeerAuthentication>(args).await,
+        "httproute" => watch::<braid_model::HttpRoute>(args).await,
         other => bail!(
-            "unknown type {other:?}; use workload, service, authorization or peerauthentication"
+            "unknown type {other:?}; use workload, service, authorization, peerauthentication or httproute"
         ),
     }
 }

@@ -8,14 +8,12 @@ use std::{
     net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use braid_capture::testing::TestPod;
 
-use crate::support::{
-    HOST, Process, binaries, child_env, eventually, free_port, http_get, pod_token,
-};
+use crate::support::{HOST, Process, binaries, child_env, free_port, http_get, pod_token, tail};
 
 /// A running control plane and the sidecars started against it.
 pub(crate) struct Mesh {
@@ -58,14 +56,17 @@ impl Mesh {
             child_env("info"),
             dir.join("braid-control.log"),
         );
-        eventually(
-            "braid-control /ready",
-            Duration::from_secs(20),
-            || match http_get(admin, "/ready") {
-                Ok((200, _)) if ca_dir.join("root-cert.pem").is_file() => Ok(()),
-                other => Err(format!("/ready: {other:?}")),
-            },
-        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match http_get(admin, "/ready") {
+                Ok((200, _)) if ca_dir.join("root-cert.pem").is_file() => break,
+                other if Instant::now() > deadline => anyhow::bail!(
+                    "braid-control was not ready within 20 s (/ready: {other:?}); its log ends:\n{}",
+                    tail(&control.log, 30)
+                ),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
         // A sidecar may run as the proxy uid without capabilities, as an
         // injected one does: what it reads must be readable by that uid.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;

@@ -146,6 +146,7 @@ fn sidecars_apply_http_routes() -> anyhow::Result<()> {
     if !require_root() {
         return Ok(());
     }
+    let _serial = crate::one_at_a_time();
     let dir = tempfile::Builder::new().prefix("braid-routes-").tempdir()?;
     let config_dir = dir.path().join("config");
     std::fs::create_dir_all(&config_dir)?;

@@ -166,7 +166,7 @@ mod tests {
         }
         assert!(
             metrics_page.contains(
-                "| `braid_requests_total` | counter | connection labels, `response_code` | sidecar |"
+                "| `braid_requests_total` | counter | connection labels, `route`, `response_code` | sidecar |"
             ),
             "{metrics_page}"
         );

@@ -9,7 +9,12 @@ use tokio::{
 };
 
 use super::{Index, NamespaceModes};
-use crate::{identities::Identities, metrics::Metrics, snapshot::Snapshot, source::Change};
+use crate::{
+    identities::Identities,
+    metrics::Metrics,
+    snapshot::Snapshot,
+    source::{Change, ConfigErrors},
+};
 
 /// When to publish after a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +37,9 @@ pub struct Outputs {
     pub namespaces: watch::Sender<Arc<NamespaceModes>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where the index reports what it finds wrong with objects the
+    /// sources accepted (HTTPRoute references that do not resolve).
+    pub errors: ConfigErrors,
 }
 
 /// Applies every change in `batch` and publishes. Used for the initial load,
@@ -83,6 +91,12 @@ fn publish(index: &mut Index, outputs: &Outputs) {
     }
     let current = outputs.snapshots.borrow().clone();
     let updates = index.updates(&current);
+    for (path, errors) in index.take_config_errors() {
+        if let Some(first) = errors.first() {
+            tracing::warn!(object = %path.display(), error = %first, count = errors.len(), "route references do not resolve");
+        }
+        outputs.errors.set(&path, errors);
+    }
     let Some(next) = current.next(updates) else {
         tracing::debug!("changes produced no resource updates");
         return;
@@ -94,6 +108,7 @@ fn publish(index: &mut Index, outputs: &Outputs) {
             services = change.names[1].len(),
             authorizations = change.names[2].len(),
             peer_authentications = change.names[3].len(),
+            http_routes = change.names[4].len(),
             "publishing configuration"
         );
     }

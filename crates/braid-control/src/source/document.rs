@@ -42,6 +42,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("braid.dev/v1alpha1", "AuthorizationPolicy"),
     ("braid.dev/v1alpha1", "PeerAuthentication"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("v1", "Secret"),
     ("v1", "List"),
 ];
@@ -121,6 +122,10 @@ fn parse_value(
         ("braid.dev/v1alpha1", "AuthorizationPolicy") => policy(typed(value, prefix)?),
         ("braid.dev/v1alpha1", "PeerAuthentication") => peer_authentication(typed(value, prefix)?),
         ("v1", "Secret") => proxy_token(typed(value, prefix)?),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
+            let RouteDocument { metadata, spec } = typed(value, prefix)?;
+            http_route(metadata, spec)
+        }
         _ => {
             let supported: Vec<String> =
                 SUPPORTED.iter().map(|(a, k)| format!("{a} {k}")).collect();
@@ -210,6 +215,37 @@ pub(crate) fn peer_authentication(
     ))
 }
 
+/// An HTTPRoute as written: Braid's metadata type, and the spec kept as
+/// JSON until `braid-crd` reads it into the `gateway-api` crate's types
+/// (which are built on another k8s-openapi, so only their serde is used).
+#[derive(Deserialize)]
+pub(crate) struct RouteDocument {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: serde_json::Value,
+}
+
+/// Translated here, at the edge, like [`policy`]: an HTTPRoute the
+/// specification would not accept is an error naming the field and the
+/// `Accepted` reason; backends that do not resolve are not (the route is
+/// served, the index reports them).
+pub(crate) fn http_route(
+    mut metadata: ObjectMeta,
+    spec: serde_json::Value,
+) -> Result<KubeObject, FieldError> {
+    require_name(&metadata, "")?;
+    default_namespace(&mut metadata);
+    let spec = match spec {
+        // `spec: {}` and no spec at all mean the same: every field is optional.
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        spec => spec,
+    };
+    let spec = braid_crd::httproute::spec_from_json(spec)?;
+    let route = braid_crd::httproute::http_route(&metadata, &spec)?;
+    Ok(KubeObject::HttpRoute(Box::new(route)))
+}
+
 fn require_name(meta: &ObjectMeta, prefix: &str) -> Result<(), FieldError> {
     match meta.name.as_deref() {
         Some(name) if !name.is_empty() => Ok(()),
@@ -281,6 +317,7 @@ pub fn key_of(object: &KubeObject) -> Option<ObjectKey> {
         KubeObject::AuthorizationPolicy(p) => (p.namespace.clone(), Some(p.name.clone())),
         KubeObject::PeerAuthentication(p) => (p.namespace.clone(), Some(p.name.clone())),
         KubeObject::ProxyToken(t) => (t.namespace.clone(), Some(t.name.clone())),
+        KubeObject::HttpRoute(r) => (r.route.namespace.clone(), Some(r.route.name.clone())),
     };
     let name = name.filter(|n| !n.is_empty())?;
     Some(ObjectKey {

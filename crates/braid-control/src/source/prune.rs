@@ -32,6 +32,7 @@ pub fn prune(object: &mut KubeObject) {
         KubeObject::Pod(_)
         | KubeObject::AuthorizationPolicy(_)
         | KubeObject::PeerAuthentication(_)
+        | KubeObject::HttpRoute(_)
         | KubeObject::ProxyToken(_) => {}
     }
 }

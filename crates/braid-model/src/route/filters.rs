@@ -8,7 +8,7 @@ use super::{HeaderModifier, PathModifier, Redirect};
 /// A redirect answer: its status and `Location`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirected {
-    /// 301 or 302.
+    /// A 3xx status (301, 302, 303, 307 or 308; 302 by default).
     pub status: u16,
     /// Where the client is sent.
     pub location: String,

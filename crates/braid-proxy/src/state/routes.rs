@@ -41,13 +41,15 @@ impl ProxyState {
             return None;
         }
         let service = self.service_by_vip(original.ip())?;
-        let key = (
-            service.reference.clone(),
-            original.port(),
-            caller_namespace.to_string(),
-        );
-        let routes = match self.inner.route_tables.get(&key) {
-            Some(found) => found.clone(),
+        let key = (original.ip(), original.port());
+        // Looked up without allocating: by caller namespace, then VIP and port.
+        let cached = self
+            .inner
+            .route_tables
+            .get(caller_namespace)
+            .and_then(|tables| tables.get(&key).map(|t| t.clone()));
+        let routes = match cached {
+            Some(found) => found,
             None => {
                 let all: Vec<Arc<HttpRoute>> = self
                     .inner
@@ -61,7 +63,11 @@ impl ProxyState {
                     original.port(),
                     caller_namespace,
                 ));
-                self.inner.route_tables.insert(key, table.clone());
+                self.inner
+                    .route_tables
+                    .entry(caller_namespace.to_string())
+                    .or_default()
+                    .insert(key, table.clone());
                 table
             }
         };
@@ -74,6 +80,9 @@ impl ProxyState {
 
     /// Applies a delta of HTTP routes (names `<namespace>/<name>`); the
     /// ordered tables are built again on their next use.
+    ///
+    /// Tables are keyed by VIP, so a Service change drops them too
+    /// ([`ProxyState::apply_services`]).
     pub fn apply_http_routes(&self, delta: Delta<HttpRoute>) {
         let inner = &self.inner;
         for name in delta.removed {

@@ -188,3 +188,62 @@ fn random_bytes_never_panic() {
         let _ = parse(&String::from_utf8_lossy(&bytes), &settings());
     }
 }
+
+#[test]
+fn http_routes_parse_and_their_errors_name_the_field_and_reason() {
+    let doc = |spec: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r}}\nspec: {spec}\n"
+        )
+    };
+    let objects = parse(
+        &doc("{parentRefs: [{group: '', kind: Service, name: web}], rules: [{backendRefs: [{name: web, port: 80}]}]}"),
+        &settings(),
+    )
+    .expect("valid");
+    assert_eq!(objects[0].0.to_string(), "HTTPRoute default/r");
+    let route = objects[0].1.as_http_route().expect("an HTTPRoute");
+    assert_eq!(route.route.namespace, "default");
+    assert_eq!(route.route.rules[0].backends[0].weight, 1);
+    // No spec at all is an empty route, as `spec: {}` is.
+    let objects = parse(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: shop}\n",
+        &settings(),
+    )
+    .expect("valid");
+    assert_eq!(objects[0].0.to_string(), "HTTPRoute shop/r");
+
+    let cases = [
+        (
+            "{rules: [{filters: [{type: CORS}]}]}",
+            "spec.rules[0].filters[0].type",
+            "UnsupportedValue: filters of type CORS",
+        ),
+        (
+            "{rules: [{filters: [{type: Magic}]}]}",
+            "spec.rules[0].filters[0].type",
+            "UnsupportedValue: unknown variant `Magic`",
+        ),
+        (
+            "{rules: [{backendRefs: [{name: web, port: 99999}]}]}",
+            "spec.rules[0].backendRefs[0].port",
+            "UnsupportedValue: 99999 is out of range",
+        ),
+        ("[]", "spec", "UnsupportedValue: invalid type"),
+    ];
+    for (spec, field, message) in cases {
+        let errors = parse(&format!("{GOOD}---\n{}", doc(spec)), &settings()).expect_err(spec);
+        assert_eq!(errors.len(), 1, "{spec}: {errors:?}");
+        assert_eq!(errors[0].document, Some(5), "{spec}");
+        assert_eq!(errors[0].field, field, "{spec}: {:?}", errors[0]);
+        assert!(
+            errors[0].message.starts_with(message),
+            "{spec}: {:?}",
+            errors[0]
+        );
+    }
+    // In a List, the field points into the item.
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: gateway.networking.k8s.io/v1\n  kind: HTTPRoute\n  metadata: {name: r}\n  spec: {rules: [{filters: [{type: CORS}]}]}\n";
+    let errors = parse(list, &settings()).expect_err("CORS");
+    assert_eq!(errors[0].field, "items[0].spec.rules[0].filters[0].type");
+}

@@ -318,3 +318,53 @@ fn a_file_that_never_holds_still_keeps_serving_and_is_reported()
     assert!(errors.list().is_empty(), "{:#?}", errors.list());
     Ok(())
 }
+
+#[test]
+fn a_broken_http_route_keeps_its_last_good_version_and_is_reported()
+-> Result<(), Box<dyn std::error::Error>> {
+    let route = |weight: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: canary, namespace: shop}}\nspec:\n  parentRefs: [{{group: '', kind: Service, name: web}}]\n  rules: [{{backendRefs: [{{name: web-v2, port: 80, weight: {weight}}}]}}]\n"
+        )
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(&path, route("10"))?;
+    let errors = ConfigErrors::default();
+    let mut source = FileSource::new(dir.path(), MeshSettings::default(), errors.clone());
+    let changes = source.scan()?;
+    assert_eq!(summary(&changes), vec!["apply HTTPRoute shop/canary"]);
+    let Change::Apply(_, object) = &changes[0] else {
+        panic!("an apply");
+    };
+    let weight = |o: &KubeObject| {
+        o.as_http_route()
+            .map(|r| r.route.rules[0].backends[0].weight)
+    };
+    assert_eq!(weight(object), Some(10));
+
+    std::fs::write(&path, route("-5"))?;
+    assert!(
+        source.scan()?.is_empty(),
+        "the last good route keeps serving"
+    );
+    let reported = errors.list();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(reported[0].file, path);
+    assert_eq!(reported[0].field, "spec.rules[0].backendRefs[0].weight");
+    assert!(
+        reported[0]
+            .message
+            .starts_with("UnsupportedValue: -5 is out of range"),
+        "{reported:?}"
+    );
+
+    std::fs::write(&path, route("20"))?;
+    let changes = source.scan()?;
+    let [Change::Apply(_, object)] = &changes[..] else {
+        panic!("one apply: {changes:?}");
+    };
+    assert_eq!(weight(object), Some(20));
+    assert!(errors.list().is_empty(), "fixed: the error is gone");
+    Ok(())
+}

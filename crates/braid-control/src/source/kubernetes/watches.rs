@@ -1,6 +1,12 @@
 //! The edge of the Kubernetes source: one kube-rs watcher per kind, each
 //! object converted on arrival with the same functions the YAML source uses
 //! (`document`), so both sources validate identically.
+//!
+//! HTTPRoutes are watched as `DynamicObject`s (the `gateway-api` crate's
+//! kube impls are for another kube version) and their `spec` read by
+//! `braid-crd`. The Gateway API CRDs are optional: while HTTPRoute is not
+//! installed, its watch counts as listed and empty (so the other kinds are
+//! served), says so once, and keeps retrying with backoff.
 
 use std::{fmt::Debug, sync::Arc};
 
@@ -12,6 +18,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt as _,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{WatchStreamExt as _, watcher},
 };
 use serde::de::DeserializeOwned;
@@ -51,6 +58,7 @@ pub fn all(client: &Client, settings: &MeshSettings) -> BoxStream<'static, Item>
         watch::<Secret>(client, settings),
         watch::<braid_crd::AuthorizationPolicy>(client, settings),
         watch::<braid_crd::PeerAuthentication>(client, settings),
+        watch_http_routes(client),
     ])
     .boxed()
 }
@@ -65,7 +73,102 @@ pub const KINDS: &[Kind] = &[
     Kind::ProxyToken,
     Kind::AuthorizationPolicy,
     Kind::PeerAuthentication,
+    Kind::HttpRoute,
 ];
+
+/// `httproutes.gateway.networking.k8s.io`, version v1.
+pub fn http_route_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk(braid_crd::httproute::GATEWAY_GROUP, "v1", "HTTPRoute");
+    ApiResource::from_gvk_with_plural(&gvk, "httproutes")
+}
+
+fn watch_http_routes(client: &Client) -> BoxStream<'static, Item> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &http_route_resource());
+    let mut missing = false;
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .flat_map(move |event| futures::stream::iter(route_items(event, &mut missing)))
+        .boxed()
+}
+
+/// What one event of the HTTPRoute watch becomes; `missing` remembers
+/// that the CRD was found absent, so that is said once.
+fn route_items(
+    event: Result<watcher::Event<DynamicObject>, watcher::Error>,
+    missing: &mut bool,
+) -> Vec<Item> {
+    match event {
+        Err(e) if is_not_found(&e) => {
+            if !std::mem::replace(missing, true) {
+                tracing::warn!(
+                    "the Gateway API HTTPRoute CRD is not installed: no routes are served until it is (braidctl install installs it); retrying"
+                );
+            }
+            // No CRD, no routes: a complete, empty list, so the initial
+            // sync does not wait for it and routes that went away with
+            // the CRD are removed.
+            vec![
+                (Kind::HttpRoute, Ok(WatchEvent::Init)),
+                (Kind::HttpRoute, Ok(WatchEvent::InitDone)),
+            ]
+        }
+        Err(e) => vec![(Kind::HttpRoute, Err(e))],
+        Ok(event) => {
+            // Every retry starts with `Init`; only a list or a watch event
+            // shows the CRD is there.
+            if !matches!(event, watcher::Event::Init) && std::mem::take(missing) {
+                tracing::info!("the HTTPRoute CRD is installed now; watching routes");
+            }
+            vec![(Kind::HttpRoute, Ok(translate_route(event)))]
+        }
+    }
+}
+
+/// Whether the API server answered 404: the resource (a CRD) does not exist.
+fn is_not_found(error: &watcher::Error) -> bool {
+    use watcher::Error as E;
+    match error {
+        E::InitialListFailed(kube::Error::Api(s))
+        | E::WatchStartFailed(kube::Error::Api(s))
+        | E::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        E::WatchError(s) => s.code == 404,
+        _ => false,
+    }
+}
+
+fn translate_route(event: watcher::Event<DynamicObject>) -> WatchEvent {
+    match event {
+        watcher::Event::Init => WatchEvent::Init,
+        watcher::Event::InitApply(object) => WatchEvent::InitApply(observe_route(object)),
+        watcher::Event::InitDone => WatchEvent::InitDone,
+        watcher::Event::Apply(object) => WatchEvent::Apply(observe_route(object)),
+        watcher::Event::Delete(object) => WatchEvent::Delete(route_key(&object)),
+    }
+}
+
+fn observe_route(mut object: DynamicObject) -> Observed {
+    let key = route_key(&object);
+    let generation = object.metadata.generation;
+    let spec = object
+        .data
+        .get_mut("spec")
+        .map(serde_json::Value::take)
+        .unwrap_or_default();
+    let converted = document::http_route(std::mem::take(&mut object.metadata), spec);
+    Observed {
+        key,
+        generation,
+        object: converted.map(|o| Some(Arc::new(o))),
+    }
+}
+
+fn route_key(object: &DynamicObject) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::HttpRoute,
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+    }
+}
 
 fn watch<K: Watched>(client: &Client, settings: &MeshSettings) -> BoxStream<'static, Item> {
     let settings = settings.clone();
@@ -167,5 +270,82 @@ impl Watched for braid_crd::PeerAuthentication {
     const KIND: Kind = Kind::PeerAuthentication;
     fn convert(self, _: &MeshSettings) -> Result<Option<KubeObject>, FieldError> {
         document::peer_authentication(self).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api_error(code: u16) -> watcher::Error {
+        let mut status = Status::failure(
+            "the server could not find the requested resource",
+            "NotFound",
+        );
+        status.code = code;
+        watcher::Error::InitialListFailed(kube::Error::Api(status.boxed()))
+    }
+
+    fn route(name: &str, spec: serde_json::Value) -> DynamicObject {
+        let mut object = DynamicObject::new(name, &http_route_resource()).within("shop");
+        object.data = serde_json::json!({ "spec": spec });
+        object
+    }
+
+    #[test]
+    fn a_missing_route_crd_is_an_empty_complete_list_not_an_error() {
+        let mut missing = false;
+        let items = route_items(Err(api_error(404)), &mut missing);
+        assert!(matches!(
+            &items[..],
+            [
+                (Kind::HttpRoute, Ok(WatchEvent::Init)),
+                (Kind::HttpRoute, Ok(WatchEvent::InitDone))
+            ]
+        ));
+        assert!(missing);
+        // A retry's `Init` does not count as the CRD being back.
+        let _ = route_items(Ok(watcher::Event::Init), &mut missing);
+        assert!(missing);
+        let _ = route_items(Ok(watcher::Event::InitDone), &mut missing);
+        assert!(!missing, "a completed list shows the CRD is there");
+        // Other errors stay errors: the watch is retried and explained.
+        let items = route_items(Err(api_error(403)), &mut missing);
+        assert!(matches!(&items[..], [(Kind::HttpRoute, Err(_))]));
+    }
+
+    #[test]
+    fn routes_are_read_from_the_spec_json() {
+        let mut missing = false;
+        let good = route(
+            "canary",
+            serde_json::json!({"rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}),
+        );
+        let items = route_items(Ok(watcher::Event::Apply(good)), &mut missing);
+        let [(Kind::HttpRoute, Ok(WatchEvent::Apply(observed)))] = &items[..] else {
+            panic!("an apply: {items:?}");
+        };
+        assert_eq!(observed.key.to_string(), "HTTPRoute shop/canary");
+        let Ok(Some(object)) = &observed.object else {
+            panic!("converted: {:?}", observed.object);
+        };
+        let converted = object.as_http_route().expect("a route");
+        assert_eq!(converted.route.rules[0].backends[0].weight, 1);
+
+        let bad = route(
+            "bad",
+            serde_json::json!({"rules": [{"filters": [{"type": "CORS"}]}]}),
+        );
+        let items = route_items(Ok(watcher::Event::Apply(bad)), &mut missing);
+        let [(_, Ok(WatchEvent::Apply(observed)))] = &items[..] else {
+            panic!("an apply: {items:?}");
+        };
+        let Err(e) = &observed.object else {
+            panic!("rejected: {:?}", observed.object);
+        };
+        assert_eq!(e.field, "spec.rules[0].filters[0].type");
+        assert!(e.message.starts_with("UnsupportedValue: "), "{e}");
     }
 }
