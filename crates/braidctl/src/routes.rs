@@ -96,22 +96,27 @@ async fn fetch(cp: &ControlPlane) -> anyhow::Result<Vec<Arc<HttpRoute>>> {
         .context("invalid control-plane address")?;
     let (handle, task) = client.spawn();
     let mut status = handle.status_changes();
-    let synced = tokio::time::timeout(SYNC_TIMEOUT, status.wait_for(|s| s.is_synced())).await;
+    // Reduced to a bool at once: the `Ref` `wait_for` returns holds the
+    // status lock, which the client task needs to shut down.
+    let synced = matches!(
+        tokio::time::timeout(SYNC_TIMEOUT, status.wait_for(|s| s.is_synced())).await,
+        Ok(Ok(_))
+    );
     let routes = handle
         .store::<HttpRoute>()
         .map(|store| store.snapshot().into_values().map(|c| c.value).collect())
         .unwrap_or_default();
     handle.shutdown();
     let _ = task.await;
-    match synced {
-        Ok(Ok(_)) => Ok(routes),
-        _ => bail!(
+    if !synced {
+        bail!(
             "the control plane at {} sent no routes within {}s; is braid-control running? (set --control-plane){}",
             cp.address,
             SYNC_TIMEOUT.as_secs(),
             cp.tls_hint()
-        ),
+        );
     }
+    Ok(routes)
 }
 
 fn parse_service(raw: &str) -> anyhow::Result<ServiceRef> {

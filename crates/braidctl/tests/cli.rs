@@ -168,6 +168,64 @@ async fn watch_peer_authentication_prints_the_policy() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `braidctl routes` lists the routes the control plane serves and says
+/// which rule a request would take, with the proxies' own matcher.
+#[tokio::test]
+async fn routes_lists_routes_and_explains_a_request() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut docs = Vec::new();
+    for (name, vip) in [
+        ("web", "198.19.0.1"),
+        ("web-v1", "198.19.0.2"),
+        ("web-v2", "198.19.0.3"),
+    ] {
+        docs.push(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{clusterIP: {vip}, ports: [{{name: http, port: 80}}]}}\n"
+        ));
+    }
+    docs.push(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: shop}\nspec:\n  parentRefs: [{group: '', kind: Service, name: web}]\n  rules:\n  - name: canary\n    matches: [{headers: [{name: x-canary, value: 'yes'}]}]\n    backendRefs: [{name: web-v2, port: 80}]\n  - matches: [{path: {type: PathPrefix, value: /api}}]\n    backendRefs: [{name: web-v1, port: 80, weight: 75}, {name: web-v2, port: 80, weight: 25}]\n"
+            .to_string(),
+    );
+    std::fs::write(dir.path().join("routes.yaml"), docs.join("---\n"))?;
+    let cp = ControlPlane::start(Config::for_tests(dir.path())).await?;
+    let addr = cp.xds_addr().to_string();
+    let cp_flag = ["--control-plane", addr.as_str()];
+
+    let (ok, out) = run(&[&["routes"][..], &cp_flag].concat()).await?;
+    assert!(ok, "{out}");
+    assert!(out.contains("shop/web  parents: Service shop/web"), "{out}");
+    assert!(out.contains("rule canary"), "{out}");
+
+    let ask = |extra: &[&str]| {
+        let mut args = vec!["routes", "--service", "shop/web"];
+        args.extend_from_slice(&cp_flag);
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // The header match wins where paths tie; a longer path prefix wins
+    // over it (the specification's precedence).
+    let args = ask(&["--path", "/items", "-H", "x-canary:yes"]);
+    let (ok, out) = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    assert!(ok, "{out}");
+    assert!(out.contains("route shop/web rule canary"), "{out}");
+    assert!(out.contains("-> shop/web-v2:80 100.0%"), "{out}");
+
+    let args = ask(&["--path", "/api/items"]);
+    let (ok, out) = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    assert!(ok, "{out}");
+    assert!(out.contains("-> shop/web-v1:80 75.0%"), "{out}");
+    assert!(out.contains("-> shop/web-v2:80 25.0%"), "{out}");
+
+    // No rule matches: 404, and the exit code says so.
+    let args = ask(&["--path", "/other"]);
+    let (ok, out) = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    assert!(!ok, "{out}");
+    assert!(out.contains("answered 404"), "{out}");
+    cp.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn unreachable_control_plane_is_a_clear_error() -> anyhow::Result<()> {
     let out = tokio::time::timeout(
