@@ -21,3 +21,6 @@ mod crds;
 
 #[path = "kube/install.rs"]
 mod install;
+
+#[path = "kube/routes.rs"]
+mod routes;

@@ -222,6 +222,19 @@ impl Index {
         std::mem::take(&mut self.error_updates)
     }
 
+    /// The `ResolvedRefs` problems of every route, by (namespace, name), for
+    /// the status writer.
+    pub fn route_problems(&self) -> crate::status::RouteProblems {
+        self.route_problems
+            .iter()
+            .flat_map(|(ns, routes)| {
+                routes
+                    .iter()
+                    .map(move |(name, problems)| ((ns.clone(), name.clone()), problems.clone()))
+            })
+            .collect()
+    }
+
     /// Records namespace `ns`'s route problems, noting the entries that
     /// changed.
     fn note_route_problems(&mut self, ns: &str, fresh: routes::Problems) {

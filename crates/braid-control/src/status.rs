@@ -1,9 +1,11 @@
-//! The status writer for Braid CRDs: the control plane's verdict on each
+//! The status writer: the control plane's verdict on each
 //! AuthorizationPolicy and PeerAuthentication becomes its
 //! `status.observedGeneration` and one `Accepted` condition (True, or False
 //! with reason `Invalid` and a message naming the offending field), so
 //! `kubectl get bap` and `kubectl wait --for=condition=Accepted` show what
-//! the mesh made of an object.
+//! the mesh made of an object. An HTTPRoute gets Gateway API route status
+//! instead ([`route`]): `Accepted` and `ResolvedRefs` at each Service
+//! parent, with the specification's reasons.
 //!
 //! Several control-plane replicas may run; only the one holding the
 //! `coordination.k8s.io/v1` Lease writes ([`lease`]), so replicas never fight
@@ -31,20 +33,24 @@ use tokio::sync::watch;
 
 pub mod desired;
 pub mod lease;
+pub mod route;
 mod writer;
 
 pub use desired::{CrdStatus, desired_status, is_up_to_date};
+pub use route::{RouteStatus, desired_route_status, route_is_up_to_date};
 
 /// The field manager of every status write and of the Lease.
 pub const FIELD_MANAGER: &str = "braid-control";
 
-/// Which Braid CRD.
+/// Which kind of object the writer writes status on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CrdKind {
     /// `authorizationpolicies.braid.dev`.
     AuthorizationPolicy,
     /// `peerauthentications.braid.dev`.
     PeerAuthentication,
+    /// `httproutes.gateway.networking.k8s.io` (Gateway API route status).
+    HttpRoute,
 }
 
 /// The verdict on one object at one generation.
@@ -61,10 +67,26 @@ pub struct Verdict {
     /// `None` when accepted; otherwise why not, naming the field first
     /// (`spec.rules[0].from.principals[0]: ...`).
     pub error: Option<String>,
+    /// For a route: the references that do not resolve, as one
+    /// `ResolvedRefs=False` condition; always `None` for Braid CRDs.
+    pub unresolved: Option<Problem>,
+}
+
+/// A condition's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The specification's reason (`BackendNotFound`).
+    pub reason: String,
+    /// What is wrong, field by field, and what to do.
+    pub message: String,
 }
 
 /// Verdicts by (kind, namespace, name).
 pub type Verdicts = BTreeMap<(CrdKind, String, String), Verdict>;
+
+/// The `ResolvedRefs` problems of each route the index serves, by
+/// (namespace, name); a route without problems is absent.
+pub type RouteProblems = BTreeMap<(String, String), Vec<braid_crd::httproute::BackendProblem>>;
 
 /// How the status writer elects its leader.
 #[derive(Clone, Debug)]
@@ -85,22 +107,48 @@ pub struct StatusConfig {
     pub is_leader: Arc<AtomicBool>,
 }
 
-/// The Kubernetes source's verdicts in the writer's terms; kinds the writer
-/// does not handle are skipped.
-pub fn from_source(map: &crate::source::kubernetes::VerdictMap) -> Verdicts {
+/// The Kubernetes source's verdicts in the writer's terms, with the index's
+/// `ResolvedRefs` problems joined to the routes; kinds the writer does not
+/// handle are skipped.
+pub fn from_source(
+    map: &crate::source::kubernetes::VerdictMap,
+    routes: &RouteProblems,
+) -> Verdicts {
     map.iter()
         .filter_map(|(key, verdict)| {
             let kind = CrdKind::from_kind(key.kind)?;
+            let unresolved = match kind {
+                CrdKind::HttpRoute => routes
+                    .get(&(key.namespace.clone(), key.name.clone()))
+                    .and_then(|problems| unresolved(problems)),
+                _ => None,
+            };
             let verdict = Verdict {
                 kind,
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
                 generation: verdict.generation,
                 error: verdict.error.clone(),
+                unresolved,
             };
             Some(((kind, key.namespace.clone(), key.name.clone()), verdict))
         })
         .collect()
+}
+
+/// One `ResolvedRefs=False` condition for a route's problems: the first
+/// problem's reason, every problem in the message.
+fn unresolved(problems: &[braid_crd::httproute::BackendProblem]) -> Option<Problem> {
+    let first = problems.first()?;
+    let message = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(Problem {
+        reason: first.reason.to_string(),
+        message,
+    })
 }
 
 // === impl CrdKind ===
@@ -111,6 +159,7 @@ impl CrdKind {
         match kind {
             crate::source::Kind::AuthorizationPolicy => Some(Self::AuthorizationPolicy),
             crate::source::Kind::PeerAuthentication => Some(Self::PeerAuthentication),
+            crate::source::Kind::HttpRoute => Some(Self::HttpRoute),
             _ => None,
         }
     }
@@ -120,6 +169,7 @@ impl CrdKind {
         match self {
             Self::AuthorizationPolicy => "AuthorizationPolicy",
             Self::PeerAuthentication => "PeerAuthentication",
+            Self::HttpRoute => "HTTPRoute",
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::{
     metrics::Metrics,
     snapshot::Snapshot,
     source::{Change, ConfigErrors},
+    status::RouteProblems,
 };
 
 /// When to publish after a change.
@@ -40,6 +41,8 @@ pub struct Outputs {
     /// Where the index reports what it finds wrong with objects the
     /// sources accepted (HTTPRoute references that do not resolve).
     pub errors: ConfigErrors,
+    /// The same route problems, for the status writer (`ResolvedRefs`).
+    pub route_problems: watch::Sender<Arc<RouteProblems>>,
 }
 
 /// Applies every change in `batch` and publishes. Used for the initial load,
@@ -91,7 +94,14 @@ fn publish(index: &mut Index, outputs: &Outputs) {
     }
     let current = outputs.snapshots.borrow().clone();
     let updates = index.updates(&current);
-    for (path, errors) in index.take_config_errors() {
+    let errors = index.take_config_errors();
+    if !errors.is_empty() {
+        // The entries change exactly when some route's problems do.
+        outputs
+            .route_problems
+            .send_replace(Arc::new(index.route_problems()));
+    }
+    for (path, errors) in errors {
         if let Some(first) = errors.first() {
             tracing::warn!(object = %path.display(), error = %first, count = errors.len(), "route references do not resolve");
         }

@@ -25,7 +25,7 @@ use state::{CrdVerdict, SourceState, WatchEvent};
 /// The most events taken in one batch before handing changes on.
 const MAX_BATCH: usize = 512;
 
-/// The verdicts on Braid CRD objects, for the status writer.
+/// The verdicts on Braid CRD objects and HTTPRoutes, for the status writer.
 pub type VerdictMap = BTreeMap<ObjectKey, CrdVerdict>;
 
 /// The Kubernetes source could not start.

@@ -77,7 +77,7 @@ fn accepted(status: Option<&CrdStatus>) -> Option<&Condition> {
 }
 
 /// `message`, cut to what the API server takes (on a character boundary).
-fn truncated(message: &str) -> String {
+pub(super) fn truncated(message: &str) -> String {
     if message.len() <= MAX_MESSAGE {
         return message.to_string();
     }

@@ -1,6 +1,6 @@
 //! The I/O half of status writing: while leader, read each object whose
 //! verdict changed and patch its `/status` when it differs from
-//! [`desired_status`].
+//! [`desired_status`] (or, on a route, [`desired_route_status`]).
 //!
 //! A verdict is remembered once it is on the object (or needs no write), so
 //! an unchanged verdict costs nothing. Writes that fail for a transient
@@ -17,8 +17,8 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use tokio::sync::watch;
 
 use super::{
-    CrdKind, CrdStatus, FIELD_MANAGER, Verdict, Verdicts, desired_status, is_up_to_date,
-    lease::is_status,
+    CrdKind, CrdStatus, FIELD_MANAGER, RouteStatus, Verdict, Verdicts, desired_route_status,
+    desired_status, is_up_to_date, lease::is_status, route_is_up_to_date,
 };
 
 /// How many objects are read and patched at once.
@@ -146,7 +146,7 @@ impl Writer {
                 failed = failed.len(),
                 first = %first,
                 retry_in = ?self.retry_every,
-                "cannot write the status of some Braid objects; check the control plane's RBAC for their status subresource"
+                "cannot write the status of some objects (Braid CRDs, HTTPRoutes); check the control plane's RBAC for their status subresource"
             );
         }
         !failed.is_empty()
@@ -167,20 +167,15 @@ async fn write(client: &kube::Client, verdict: &Verdict) -> Outcome {
     {
         return Outcome::Settled;
     }
-    let current: Option<CrdStatus> = object
-        .data
-        .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let desired = desired_status(verdict, current.as_ref(), Timestamp::now());
-    if is_up_to_date(current.as_ref(), &desired) {
+    let Some(status) = desired_for(verdict, &object.data, Timestamp::now()) else {
         return Outcome::Settled;
-    }
+    };
     let resource = resource(verdict.kind);
     let patch = serde_json::json!({
         "apiVersion": resource.api_version,
         "kind": resource.kind,
         "metadata": {"name": verdict.name, "namespace": verdict.namespace},
-        "status": desired,
+        "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match api
@@ -196,10 +191,46 @@ async fn write(client: &kube::Client, verdict: &Verdict) -> Outcome {
     }
 }
 
+/// The status to write on an object whose content (spec and status) is
+/// `data`; `None` when it already says so.
+fn desired_for(
+    verdict: &Verdict,
+    data: &serde_json::Value,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
+    let status = data.get("status");
+    if verdict.kind == CrdKind::HttpRoute {
+        let current: Option<RouteStatus> =
+            status.and_then(|s| serde_json::from_value(s.clone()).ok());
+        let parent_refs = data
+            .pointer("/spec/parentRefs")
+            .and_then(serde_json::Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let desired = desired_route_status(verdict, parent_refs, current.as_ref(), now);
+        return match route_is_up_to_date(current.as_ref(), &desired) {
+            true => None,
+            false => serde_json::to_value(desired).ok(),
+        };
+    }
+    let current: Option<CrdStatus> = status.and_then(|s| serde_json::from_value(s.clone()).ok());
+    let desired = desired_status(verdict, current.as_ref(), now);
+    match is_up_to_date(current.as_ref(), &desired) {
+        true => None,
+        false => serde_json::to_value(desired).ok(),
+    }
+}
+
 /// The API resource of `kind`.
 fn resource(kind: CrdKind) -> ApiResource {
     match kind {
         CrdKind::AuthorizationPolicy => ApiResource::erase::<braid_crd::AuthorizationPolicy>(&()),
         CrdKind::PeerAuthentication => ApiResource::erase::<braid_crd::PeerAuthentication>(&()),
+        CrdKind::HttpRoute => ApiResource {
+            group: braid_crd::httproute::GATEWAY_GROUP.to_string(),
+            version: "v1".to_string(),
+            api_version: format!("{}/v1", braid_crd::httproute::GATEWAY_GROUP),
+            kind: "HTTPRoute".to_string(),
+            plural: "httproutes".to_string(),
+        },
     }
 }

@@ -236,6 +236,7 @@ fn verdict(
     let short = match kind {
         CrdKind::AuthorizationPolicy => "bap",
         CrdKind::PeerAuthentication => "bpa",
+        CrdKind::HttpRoute => "httproute",
     };
     let generation = jsonpath(
         cluster,
@@ -249,6 +250,7 @@ fn verdict(
         name: name.to_string(),
         generation: Some(generation.parse()?),
         error: error.map(str::to_string),
+        unresolved: None,
     })
 }
 

@@ -4,8 +4,9 @@
 //! Two rules shape it:
 //! * **Last good keeps serving.** An object whose new version does not
 //!   validate keeps its previous version in the index; the error is reported
-//!   under the object's reference and, for Braid CRDs, as a verdict the
-//!   status writer turns into an `Invalid` condition.
+//!   under the object's reference and, for Braid CRDs and routes, as a verdict the
+//!   status writer turns into an `Invalid` condition (`Accepted=False` on
+//!   an HTTPRoute).
 //! * **A re-list is the truth.** After a watch restarts (its resource version
 //!   expired, the API server restarted) the full list replaces what the watch
 //!   had reported: objects missing from it were deleted while nobody watched.
@@ -47,7 +48,7 @@ pub enum WatchEvent {
     Delete(ObjectKey),
 }
 
-/// The verdict on one Braid CRD object: its generation and, when it was
+/// The verdict on one Braid CRD object or HTTPRoute: its generation and, when it was
 /// rejected, why (`field: message`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrdVerdict {
@@ -98,7 +99,7 @@ impl SourceState {
             .collect()
     }
 
-    /// The current verdicts on Braid CRD objects.
+    /// The current verdicts on Braid CRD objects and HTTPRoutes.
     pub fn verdicts(&self) -> &BTreeMap<ObjectKey, CrdVerdict> {
         &self.verdicts
     }
@@ -243,7 +244,10 @@ pub fn error_path(key: &ObjectKey) -> PathBuf {
 
 /// The kinds the control plane writes status conditions on.
 fn is_crd(kind: Kind) -> bool {
-    matches!(kind, Kind::AuthorizationPolicy | Kind::PeerAuthentication)
+    matches!(
+        kind,
+        Kind::AuthorizationPolicy | Kind::PeerAuthentication | Kind::HttpRoute
+    )
 }
 
 #[cfg(test)]
