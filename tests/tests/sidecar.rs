@@ -24,6 +24,8 @@ mod l7;
 mod mesh;
 #[path = "sidecar/routes.rs"]
 mod routes;
+#[path = "sidecar/waypoint.rs"]
+mod waypoint;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

@@ -8,10 +8,17 @@
 //! server-first protocols (MySQL, SMTP, SSH) wait at most that long, never
 //! forever. Declared protocols (`appProtocol`, port names) come first and
 //! skip detection; that choice belongs to the caller.
+//!
+//! [`sniff`] is the decision as the outbound listener makes it, above both
+//! stacks: which stack serves a connection, dialling the upstream while a
+//! silent client may be waiting for a server-first protocol.
 
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+
+pub(crate) mod prefixed;
+pub(crate) mod sniff;
 
 /// The HTTP/2 connection preface a client with prior knowledge sends first.
 pub const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -14,7 +14,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 mod body;
 mod error;
@@ -22,32 +22,38 @@ mod forward;
 mod mirror;
 mod pool;
 mod routing;
-pub(crate) mod sniff;
 
-pub use forward::ERROR_HEADER;
+pub use error::ERROR_HEADER;
+pub(crate) use forward::Caller;
 pub(crate) use pool::Senders;
 
-use crate::{detect::Protocol, l4::PodContext};
+use crate::{detect::Protocol, upstream::PodContext};
 
 /// Serves one client connection that speaks HTTP `version`, sending each
-/// request to where `original` resolves at that moment.
-pub(crate) async fn serve_outbound(
-    tcp: TcpStream,
+/// request to where `original` resolves at that moment. `io` is a captured
+/// connection (a sidecar's outbound) or a tunnel's stream (at a waypoint,
+/// where `caller` is the tunnel's peer).
+pub(crate) async fn serve_outbound<I>(
+    io: I,
     version: Protocol,
     pod: Arc<PodContext>,
     senders: Senders,
     original: SocketAddr,
     client: SocketAddr,
-) {
+    caller: Option<Caller>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ctx = Arc::new(forward::Outbound {
         pod,
         senders,
         original,
         client,
         version,
+        caller,
     });
     let service = service_fn(move |request| forward::forward(ctx.clone(), request));
-    let io = TokioIo::new(tcp);
+    let io = TokioIo::new(io);
     let served = match version {
         Protocol::Http2 => {
             http2::Builder::new(TokioExecutor::new())

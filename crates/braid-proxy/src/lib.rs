@@ -10,8 +10,17 @@
 //!
 //! * [`sidecar`]: the per-pod proxy, with [`l7`] HTTP-aware outbound
 //!   proxying; [`telemetry`]: connection and request metrics, access logs.
+//! * [`waypoint`]: the shared L7 proxy in front of the Services and
+//!   namespaces that name it; the same HTTP stack behind an HBONE server.
 //!
-//! Not here yet: the waypoint composition. Certificates and TLS configurations come from
+//! A pod's proxy is layered, each layer using only those below it: the
+//! upstream layer (where a connection or request goes, how it gets there,
+//! and a typed error for what failed), the two stacks [`l4`] (bytes) and
+//! [`l7`] (HTTP requests), then protocol detection ([`detect`]) and the
+//! outbound listener that picks a stack for each connection, then the
+//! listeners a composition serves.
+//!
+//! Certificates and TLS configurations come from
 //! `braid-identity`; capture (namespaces, rules, `SO_ORIGINAL_DST`) from
 //! `braid-capture`.
 
@@ -23,7 +32,11 @@ pub mod hbone;
 pub mod init;
 pub mod l4;
 pub mod l7;
+mod listeners;
+mod outbound;
 pub mod sidecar;
 pub mod state;
 pub mod telemetry;
+mod upstream;
+pub mod waypoint;
 pub mod ztunnel;

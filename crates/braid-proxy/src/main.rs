@@ -17,7 +17,8 @@ struct Cli {
     log_format: String,
 
     /// Threads that run the proxy: 1 for `sidecar` (one thread costs the
-    /// least CPU per request at a pod's load), the CPU count for `ztunnel`.
+    /// least CPU per request at a pod's load), the CPU count for `ztunnel`
+    /// and `waypoint`.
     #[arg(long, global = true, env = "BRAID_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: Option<u16>,
 }
@@ -30,6 +31,10 @@ enum Command {
     Sidecar(braid_proxy::sidecar::Config),
     /// Install a sidecar pod's redirect rules in this network namespace.
     Init(braid_proxy::init::Config),
+    /// The shared L7 proxy that Services and namespaces name with
+    /// `braid.dev/waypoint` (HBONE in, routes and request telemetry, HBONE
+    /// out).
+    Waypoint(braid_proxy::waypoint::Config),
 }
 
 fn main() -> ExitCode {
@@ -69,7 +74,9 @@ fn colour(stream: &impl std::io::IsTerminal) -> bool {
 fn build_runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
     let default = match cli.command {
         Command::Sidecar(_) | Command::Init(_) => 1,
-        Command::Ztunnel(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Command::Ztunnel(_) | Command::Waypoint(_) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
     };
     match cli.worker_threads.map_or(default, usize::from) {
         1 => tokio::runtime::Builder::new_current_thread()
@@ -103,6 +110,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             wait_for_signal().await?;
             tracing::info!("shutting down");
             ztunnel.shutdown().await;
+        }
+        Command::Waypoint(config) => {
+            let waypoint = braid_proxy::waypoint::Waypoint::start(config).await?;
+            wait_for_signal().await?;
+            tracing::info!("shutting down");
+            waypoint.shutdown().await;
         }
     }
     Ok(())

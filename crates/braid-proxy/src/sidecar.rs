@@ -22,9 +22,10 @@ use crate::{
     admin::AdminView,
     common::{self, EndpointArgs, Mesh, MeshArgs, Running, StartError, serve_endpoints},
     hbone::{Pool, Settings},
-    l4::{self, PodContext},
+    listeners,
     state::ProxyState,
     telemetry::Metrics,
+    upstream::PodContext,
 };
 
 /// Configuration of `braid-proxy sidecar`.
@@ -75,7 +76,7 @@ impl Sidecar {
             return Err(StartError::Pod(config.pod.clone()));
         }
         let netns = NetNs::current().map_err(|e| StartError::Bind(e.to_string()))?;
-        let listeners = l4::bind(&netns, &config.pod).map_err(StartError::Bind)?;
+        let listeners = listeners::bind(&netns, &config.pod).map_err(StartError::Bind)?;
         let Mesh {
             bundle,
             certs,
@@ -92,10 +93,10 @@ impl Sidecar {
             pool: Pool::new(bundle.clone(), Settings::default()),
             metrics: metrics.clone(),
             origin: 0,
-            http: Some(crate::l7::Senders::default()),
+            waypoints: crate::state::Waypoints::Honour,
             mark: own_mark(),
         });
-        let proxy = l4::serve(pod, listeners, bundle);
+        let proxy = listeners::serve(pod, listeners, bundle, Some(crate::l7::Senders::default()));
         let view: Arc<dyn AdminView> = Arc::new(View {
             pod: config.pod.clone(),
             state: state.clone(),

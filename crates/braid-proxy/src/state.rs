@@ -19,8 +19,9 @@ use dashmap::DashMap;
 
 mod resolve;
 mod routes;
+mod waypoints;
 
-pub use resolve::{Declared, Destination, Resolved};
+pub use resolve::{Declared, Destination, Resolved, Waypoints};
 pub use routes::Attached;
 
 /// The proxy's view of the mesh; cheap to clone (clones share it).
@@ -39,6 +40,8 @@ struct Inner {
     services: DashMap<String, Arc<Service>>,
     /// By each of a service's virtual IPs.
     service_vips: DashMap<IpAddr, Arc<Service>>,
+    /// The Services each endpoint address serves, with their waypoints.
+    endpoint_services: waypoints::EndpointServices,
     /// By namespace, then resource name.
     authorizations: DashMap<String, BTreeMap<String, Arc<AuthorizationPolicy>>>,
     /// By resource name; few, and precedence spans namespaces.
@@ -201,18 +204,21 @@ impl ProxyState {
                 unindex(&inner.service_vips, &old.vips, |s| {
                     s.reference == old.reference
                 });
+                waypoints::forget(&inner.endpoint_services, &name, &old);
             }
         }
         for updated in delta.updated {
             let new = updated.value;
-            if let Some(old) = inner.services.insert(updated.name, new.clone()) {
+            if let Some(old) = inner.services.insert(updated.name.clone(), new.clone()) {
                 unindex(&inner.service_vips, &old.vips, |s| {
                     s.reference == old.reference
                 });
+                waypoints::forget(&inner.endpoint_services, &updated.name, &old);
             }
             for vip in &new.vips {
                 inner.service_vips.insert(*vip, new.clone());
             }
+            waypoints::learn(&inner.endpoint_services, &updated.name, &new);
         }
         // Route tables are keyed by VIP: a VIP may now be another Service's.
         if !inner.route_tables.is_empty() {

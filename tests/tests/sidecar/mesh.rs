@@ -134,6 +134,46 @@ impl Mesh {
         Ok(())
     }
 
+    /// Starts `braid-proxy waypoint` in `pod` (no redirect rules: a
+    /// waypoint is addressed, not captured) as waypoint `waypoint`
+    /// (`<namespace>/<name>`), logging to `waypoint-<pod>.log`.
+    pub(crate) fn add_waypoint(
+        &mut self,
+        pod: &TestPod,
+        namespace: &str,
+        waypoint: &str,
+    ) -> anyhow::Result<()> {
+        let token_file = self.dir.join(format!("{}.token", pod.name));
+        std::fs::write(&token_file, pod_token(&pod.name))?;
+        let (program, args) = in_pod(
+            pod,
+            &[],
+            &[
+                "waypoint",
+                "--pod",
+                &format!("{namespace}/{}", pod.name),
+                "--waypoint",
+                waypoint,
+                "--control-plane",
+                &format!("http://{}", self.xds),
+                "--ca-root",
+                &self.ca_root,
+                "--token-file",
+                &token_file.display().to_string(),
+                "--worker-threads",
+                "1",
+            ],
+        );
+        self.processes.push(Process::start(
+            &format!("waypoint {}", pod.name),
+            &program,
+            args,
+            child_env("debug"),
+            self.dir.join(format!("waypoint-{}.log", pod.name)),
+        ));
+        Ok(())
+    }
+
     /// Stops every process, sidecars first.
     pub(crate) fn stop(&mut self) {
         for process in self.processes.iter_mut().rev() {

@@ -342,12 +342,12 @@ fn wait_for_log(log: &Path, needle: &str) -> anyhow::Result<()> {
 }
 
 /// A GET for `path` (the test adds `Host`).
-fn get(path: &str) -> Request<String> {
+pub(crate) fn get(path: &str) -> Request<String> {
     with_header(path, None)
 }
 
 /// A GET for `path` with one header.
-fn with_header(path: &str, header: Option<(&str, &str)>) -> Request<String> {
+pub(crate) fn with_header(path: &str, header: Option<(&str, &str)>) -> Request<String> {
     let mut request = Request::get(path);
     if let Some((name, value)) = header {
         request = request.header(name, value);
@@ -357,23 +357,23 @@ fn with_header(path: &str, header: Option<(&str, &str)>) -> Request<String> {
 
 /// One answer as the test sees it.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: HeaderMap,
     /// `key=value` lines the app wrote about the request it got.
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
     /// What the app reported for `key` (`pod`, `path`, or a header name).
-    fn field(&self, key: &str) -> &str {
+    pub(crate) fn field(&self, key: &str) -> &str {
         self.body
             .lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
             .unwrap_or("")
     }
 
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -383,7 +383,7 @@ impl Reply {
 
 /// Sends `requests` one after another on one HTTP/1.1 keep-alive
 /// connection from inside `from` (its capture applies) to `to`.
-fn send(
+pub(crate) fn send(
     from: &TestPod,
     to: SocketAddr,
     requests: &[Request<String>],
@@ -430,7 +430,7 @@ fn send(
 /// `pod=`, `path=`, `body=` (its length), then each request header as
 /// `name=value`. `/slow` never answers (until 10 s passed); `/seen` lists
 /// every request so far as `seen=<method> <path> <body length>` lines.
-fn start_app(pod: &TestPod) -> anyhow::Result<()> {
+pub(crate) fn start_app(pod: &TestPod) -> anyhow::Result<()> {
     let listener = pod
         .netns()?
         .run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, APP_PORT)))??;

@@ -6,16 +6,16 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use braid_identity::{SpiffeId, TrustBundle};
-use braid_model::MtlsMode;
+use braid_model::{MtlsMode, WaypointRef, Workload};
 use tokio::{
     net::{TcpListener, TcpStream},
     task::JoinSet,
 };
 
-use super::PodContext;
 use crate::{
     hbone::{Connector, Refusal, Server, Settings},
     telemetry::{Counted, Direction, Labels, Peer},
+    upstream::PodContext,
 };
 
 /// How often to look again for a pod the control plane has not sent yet.
@@ -24,15 +24,7 @@ const WORKLOAD_POLL: Duration = Duration::from_millis(100);
 /// Serves HBONE on `listener` as the pod's identity. Waits until the
 /// workload and its certificate are known; connections queue meanwhile.
 pub(crate) async fn serve_hbone(listener: TcpListener, pod: Arc<PodContext>, bundle: TrustBundle) {
-    let (id, certs) = loop {
-        match identity_and_certs(&pod).await {
-            Ok(ready) => break ready,
-            Err(reason) => {
-                tracing::debug!(pod = %pod.workload, %reason, "inbound HBONE waits");
-                tokio::time::sleep(WORKLOAD_POLL).await;
-            }
-        }
-    };
+    let (id, certs) = wait_for_identity(&pod).await;
     let connector = InboundConnector { pod: pod.clone() };
     match Server::rotating(certs, bundle, connector, Settings::default()) {
         Ok(server) => {
@@ -40,6 +32,26 @@ pub(crate) async fn serve_hbone(listener: TcpListener, pod: Arc<PodContext>, bun
             server.serve(listener).await
         }
         Err(error) => tracing::error!(pod = %pod.workload, %error, "cannot serve HBONE"),
+    }
+}
+
+/// The pod's identity and its certificate as they are renewed, once the
+/// control plane has sent the pod and a certificate was issued; polls
+/// until then (connections queue in the listener meanwhile).
+pub(crate) async fn wait_for_identity(
+    pod: &PodContext,
+) -> (
+    SpiffeId,
+    tokio::sync::watch::Receiver<Arc<braid_identity::WorkloadCertificate>>,
+) {
+    loop {
+        match identity_and_certs(pod).await {
+            Ok(ready) => return ready,
+            Err(reason) => {
+                tracing::debug!(pod = %pod.workload, %reason, "inbound HBONE waits");
+                tokio::time::sleep(WORKLOAD_POLL).await;
+            }
+        }
     }
 }
 
@@ -101,6 +113,13 @@ impl Connector for InboundConnector {
                 workload.uid
             )));
         }
+        // Behind a waypoint, only the waypoint may come in: its L7 rules
+        // cannot be skipped by dialling the pod.
+        if let Some(waypoint) = pod.state.waypoint_in_front_of(&workload)
+            && !pod.state.is_waypoint_identity(&waypoint, peer.as_str())
+        {
+            return Err(deny(bypass(&workload, &waypoint, peer.as_str())));
+        }
         pod.state
             .authorize(&workload, target.port(), Some(peer.as_str()))
             .map_err(deny)?;
@@ -116,6 +135,15 @@ impl Connector for InboundConnector {
             target.to_string(),
         ))
     }
+}
+
+/// Why a connection that did not come through `waypoint` is refused.
+fn bypass(workload: &Workload, waypoint: &WaypointRef, peer: &str) -> String {
+    format!(
+        "{} is behind waypoint {}/{} and accepts traffic only through it ({peer} is not the \
+         waypoint); call the Service's address, which goes through the waypoint",
+        workload.uid, waypoint.namespace, waypoint.name
+    )
 }
 
 /// Refuses plaintext whose original destination is one of the pod's capture
@@ -176,6 +204,9 @@ async fn plaintext(mut tcp: TcpStream, peer: SocketAddr, pod: Arc<PodContext>) {
     let (client, target_text) = (peer.to_string(), target.to_string());
     let decision = not_a_capture_port(target).and_then(|()| pod.workload());
     let decision = decision.and_then(|workload| {
+        if let Some(waypoint) = pod.state.waypoint_in_front_of(&workload) {
+            return Err(bypass(&workload, &waypoint, "a plaintext client"));
+        }
         if pod.state.mtls_mode(&workload) == MtlsMode::Strict {
             return Err("PeerAuthentication is STRICT: plaintext is refused".to_string());
         }

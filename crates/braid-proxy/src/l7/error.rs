@@ -7,9 +7,15 @@ use std::time::Duration;
 use braid_model::ServiceRef;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, combinators::UnsyncBoxBody};
 
-use super::forward::{ERROR_HEADER, ProxyBody};
+use crate::upstream::UpstreamError;
+
+/// The response body type every outbound request gets.
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Header carrying the reason when the proxy answers a request itself.
+pub const ERROR_HEADER: &str = "braid-proxy-error";
 
 /// A request the proxy could not (or must not) send upstream.
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +51,11 @@ pub(crate) enum HttpError {
         /// Why (from the control plane, or what the proxy found).
         reason: String,
     },
-    /// The destination has nowhere to send the request (no ready endpoint,
-    /// no workload certificate yet).
-    #[error("{0}")]
-    Unavailable(String),
-    /// The upstream failed before answering.
-    #[error("{0}")]
-    Upstream(String),
+    /// The request did not reach its upstream, or the upstream failed
+    /// before answering; the status follows what failed
+    /// ([`UpstreamError::status`]).
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// No response headers within the route's timeout.
     #[error("HTTPRoute {route}: no response within {}ms (timeouts)", after.as_millis())]
     Timeout {
@@ -71,7 +75,7 @@ impl HttpError {
             Self::NoBackend { route, .. }
             | Self::InvalidBackend { route, .. }
             | Self::Timeout { route, .. } => route,
-            Self::NoRoute { .. } | Self::Unavailable(_) | Self::Upstream(_) => "",
+            Self::NoRoute { .. } | Self::Upstream(_) => "",
         }
     }
 
@@ -82,8 +86,7 @@ impl HttpError {
             Self::NoBackend { .. } | Self::InvalidBackend { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Upstream(error) => error.status(),
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }

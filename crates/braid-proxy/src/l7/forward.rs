@@ -15,28 +15,23 @@ use std::{
 use braid_model::route::apply_header_modifier;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt as _, Empty, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt as _, Empty};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
 use super::{
     body::RequestBody,
-    error::{HttpError, respond},
+    error::{HttpError, ProxyBody, respond},
     mirror,
     pool::Senders,
     routing::{self, Step},
 };
 use crate::{
     detect::Protocol,
-    l4::{PodContext, upstream::Route},
-    telemetry::{Labels, Metrics, RequestRecord},
+    state::Waypoints,
+    telemetry::{Labels, Metrics, Peer, RequestRecord},
+    upstream::{PodContext, Route, UpstreamError},
 };
-
-/// The response body type every outbound request gets.
-pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
-
-/// Header carrying the reason when the proxy answers a request itself.
-pub const ERROR_HEADER: &str = "braid-proxy-error";
 
 /// What every request on one client connection shares.
 pub(crate) struct Outbound {
@@ -47,6 +42,50 @@ pub(crate) struct Outbound {
     pub(crate) client: SocketAddr,
     /// The client's HTTP version, kept upstream.
     pub(crate) version: Protocol,
+    /// Who sends the requests when that is not the pod itself: at a
+    /// waypoint, the tunnel's peer.
+    pub(crate) caller: Option<Caller>,
+}
+
+/// The sender of requests a waypoint serves.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// Its namespace, for consumer routes.
+    pub(crate) namespace: String,
+    /// Its identity, as telemetry labels.
+    pub(crate) peer: Peer,
+}
+
+// === impl Outbound ===
+
+impl Outbound {
+    /// The caller's namespace: consumer routes of that namespace apply.
+    fn caller_namespace(&self) -> &str {
+        match &self.caller {
+            Some(caller) => &caller.namespace,
+            None => self.pod.workload.split('/').next().unwrap_or_default(),
+        }
+    }
+
+    /// Request labels to `route` (`None`: unresolved), from the caller.
+    fn labels(&self, route: Option<&Route>) -> Labels {
+        let mut labels = match route {
+            Some(route) => route.labels(&self.pod),
+            None => Route::unresolved_labels(&self.pod),
+        };
+        if let Some(caller) = &self.caller {
+            labels.source = caller.peer.clone();
+        }
+        labels
+    }
+
+    /// Whether this proxy leaves routing to a waypoint: the destination
+    /// has one and this is not it. Its routes apply there, for every
+    /// caller, and only there.
+    fn routes_at_waypoint(&self) -> bool {
+        self.pod.waypoints == Waypoints::Honour
+            && self.pod.state.waypoint_of(self.original).is_some()
+    }
 }
 
 /// The request fields the access log shows.
@@ -94,12 +133,20 @@ pub(crate) async fn forward(
         upstream,
         route,
     };
-    let caller = ctx.pod.workload.split('/').next().unwrap_or_default();
-    let routed = match routing::route(&ctx.pod.state, caller, ctx.original, &mut request) {
+    let step = match ctx.routes_at_waypoint() {
+        true => Ok(Step::Original),
+        false => routing::route(
+            &ctx.pod.state,
+            ctx.caller_namespace(),
+            ctx.original,
+            &mut request,
+        ),
+    };
+    let routed = match step {
         Ok(Step::Original) => None,
         Ok(Step::Backend(routed)) => Some(routed),
         Ok(Step::Redirect { route, answer }) => {
-            let labels = Route::unresolved_labels(&ctx.pod);
+            let labels = ctx.labels(None);
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FOUND);
             return Ok(redirect(
                 done(labels, status, String::new(), route),
@@ -107,7 +154,7 @@ pub(crate) async fn forward(
             ));
         }
         Err(error) => {
-            let labels = Route::unresolved_labels(&ctx.pod);
+            let labels = ctx.labels(None);
             let route = error.route().to_string();
             return Ok(fail(
                 done(labels, error.status(), String::new(), route),
@@ -119,16 +166,16 @@ pub(crate) async fn forward(
     let destination = routed.as_ref().map_or(ctx.original, |r| r.target);
     let route = match Route::resolve(&ctx.pod, destination) {
         Ok(route) => route,
-        Err(reason) => {
-            let labels = Route::unresolved_labels(&ctx.pod);
-            let error = HttpError::Unavailable(reason);
+        Err(error) => {
+            let labels = ctx.labels(None);
+            let error = HttpError::Upstream(error);
             return Ok(fail(
                 done(labels, error.status(), String::new(), route_name),
                 &error,
             ));
         }
     };
-    let labels = route.labels(&ctx.pod);
+    let labels = ctx.labels(Some(&route));
     let upstream = route.target.to_string();
     let upgrade = ctx.version == Protocol::Http1 && wants_upgrade(request.headers());
     strip_hop_by_hop(request.headers_mut(), upgrade);
@@ -188,13 +235,17 @@ async fn send_upgrade(
     pod: &PodContext,
     route: &Route,
     mut request: Request<RequestBody>,
-) -> Result<Response<Incoming>, String> {
+) -> Result<Response<Incoming>, UpstreamError> {
     let downstream = hyper::upgrade::on(&mut request);
     let mut sender = Senders::upgradable(pod, route).await?;
-    let mut response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("upstream {}: {e}", route.target))?;
+    let mut response =
+        sender
+            .send_request(request)
+            .await
+            .map_err(|source| UpstreamError::Http {
+                target: route.target,
+                source,
+            })?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut response);
         let target = route.target;

@@ -10,7 +10,7 @@ use http_body_util::BodyExt as _;
 use super::{body::RequestBody, pool::Senders};
 use crate::{
     detect::Protocol,
-    l4::{PodContext, upstream::Route},
+    upstream::{PodContext, Route},
 };
 
 /// Mirrored requests in flight per pod, at most; more are not sent.
@@ -40,7 +40,7 @@ pub(crate) fn send(pod: &Arc<PodContext>, senders: &Senders, version: Protocol, 
                 let response = senders.send(&pod, &route, version, request).await?;
                 // Read to the end so the connection can be reused.
                 let _ = response.into_body().collect().await;
-                Ok::<_, String>(())
+                Ok::<_, crate::upstream::UpstreamError>(())
             };
             match tokio::time::timeout(TIMEOUT, exchange).await {
                 Ok(Ok(())) => {}

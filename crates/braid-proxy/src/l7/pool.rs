@@ -26,10 +26,7 @@ use tokio::sync::Semaphore;
 use super::body::RequestBody;
 use crate::{
     detect::Protocol,
-    l4::{
-        PodContext,
-        upstream::{Route, UpstreamIo, Via},
-    },
+    upstream::{PodContext, Route, UpstreamError, UpstreamIo, Via},
 };
 
 /// Idle HTTP/1.1 connections kept per key, at most.
@@ -83,7 +80,7 @@ impl Senders {
         route: &Route,
         version: Protocol,
         request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let key = Key {
             target: route.target,
             via: route.via.clone(),
@@ -100,16 +97,16 @@ impl Senders {
                 Err(mut error) => match error.take_message() {
                     // Never written: safe to send again on a new connection.
                     Some(request) => request,
-                    None => return Err(format!("upstream {}: {}", route.target, error.error())),
+                    None => return Err(http_error(route, error.into_error())),
                 },
             },
             None => request,
         };
-        let mut sender = handshake_http1(route.dial(pod).await?).await?;
+        let mut sender = handshake_http1(route, route.dial(pod).await?).await?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| format!("upstream {}: {e}", route.target))?;
+            .map_err(|e| http_error(route, e))?;
         self.checkin_when_ready(key, sender);
         Ok(response)
     }
@@ -122,10 +119,10 @@ impl Senders {
             via: route.via.clone(),
         };
         if version == Protocol::Http2 {
-            if let Ok(sender) = handshake_http2(io).await {
+            if let Ok(sender) = handshake_http2(route, io).await {
                 self.http2.insert(key, sender);
             }
-        } else if let Ok(sender) = handshake_http1(io).await {
+        } else if let Ok(sender) = handshake_http1(route, io).await {
             self.checkin(key, sender);
         }
     }
@@ -136,7 +133,7 @@ impl Senders {
         route: &Route,
         key: Key,
         request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let pooled = self
             .http2
             .get(&key)
@@ -149,18 +146,18 @@ impl Senders {
                     Ok(response) => return Ok(response),
                     Err(mut error) => match error.take_message() {
                         Some(request) if !ready || sender.is_closed() => request,
-                        _ => return Err(format!("upstream {}: {}", route.target, error.error())),
+                        _ => return Err(http_error(route, error.into_error())),
                     },
                 }
             }
             None => request,
         };
-        let mut sender = handshake_http2(route.dial(pod).await?).await?;
+        let mut sender = handshake_http2(route, route.dial(pod).await?).await?;
         self.http2.insert(key, sender.clone());
         sender
             .send_request(request)
             .await
-            .map_err(|e| format!("upstream {}: {e}", route.target))
+            .map_err(|e| http_error(route, e))
     }
 
     /// An idle HTTP/1.1 connection that can take a request now.
@@ -198,17 +195,25 @@ impl Senders {
     pub(crate) async fn upgradable(
         pod: &PodContext,
         route: &Route,
-    ) -> Result<http1::SendRequest<RequestBody>, String> {
-        handshake_http1(route.dial(pod).await?).await
+    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+        handshake_http1(route, route.dial(pod).await?).await
     }
 }
 
 /// Every HTTP/1.1 connection allows upgrades: only the one a `101` answers
 /// is ever upgraded, and it is never pooled.
-async fn handshake_http1(io: UpstreamIo) -> Result<http1::SendRequest<RequestBody>, String> {
-    let (sender, connection) = http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
+async fn handshake_http1(
+    route: &Route,
+    io: UpstreamIo,
+) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+    let (sender, connection) =
+        http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| UpstreamError::Handshake {
+                version: "HTTP/1.1",
+                target: route.target,
+                source,
+            })?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "upstream HTTP/1.1 connection ended");
@@ -217,14 +222,29 @@ async fn handshake_http1(io: UpstreamIo) -> Result<http1::SendRequest<RequestBod
     Ok(sender)
 }
 
-async fn handshake_http2(io: UpstreamIo) -> Result<http2::SendRequest<RequestBody>, String> {
+async fn handshake_http2(
+    route: &Route,
+    io: UpstreamIo,
+) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
     let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
         .await
-        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+        .map_err(|source| UpstreamError::Handshake {
+            version: "HTTP/2",
+            target: route.target,
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "upstream HTTP/2 connection ended");
         }
     });
     Ok(sender)
+}
+
+/// A request `route`'s upstream failed.
+fn http_error(route: &Route, source: hyper::Error) -> UpstreamError {
+    UpstreamError::Http {
+        target: route.target,
+        source,
+    }
 }

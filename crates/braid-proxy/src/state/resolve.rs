@@ -2,10 +2,17 @@
 //! ready endpoint, a workload's IP is that workload, and a meshed workload
 //! is reached over HBONE at its own address (its sidecar's or its in-pod
 //! ztunnel listener's port 15008). Anything else passes through.
+//!
+//! A Service (or, for traffic to a pod's own address, a workload) that
+//! names a waypoint is reached through it: over HBONE to a ready endpoint
+//! of the waypoint's Service, with the original `ip:port` as the tunnel's
+//! target, so the waypoint applies its rules before anything reaches the
+//! destination. No ready waypoint refuses the connection: traffic never
+//! goes around a waypoint. The waypoint itself resolves without this step.
 
 use std::{net::SocketAddr, sync::Arc};
 
-use braid_model::{DataPlaneMode, Service, Workload, WorkloadStatus};
+use braid_model::{DataPlaneMode, Service, ServiceRef, WaypointRef, Workload, WorkloadStatus};
 use rand::seq::IndexedRandom as _;
 
 use super::ProxyState;
@@ -32,6 +39,19 @@ pub struct Destination {
     pub target: SocketAddr,
     /// Where its proxy takes HBONE.
     pub proxy: SocketAddr,
+    /// The waypoint the tunnel goes to, when `workload` is a waypoint that
+    /// fronts the original destination.
+    pub waypoint: Option<WaypointRef>,
+}
+
+/// Whether [`ProxyState::resolve`] sends waypoint-fronted destinations
+/// through their waypoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waypoints {
+    /// Yes: sidecars and the ztunnel.
+    Honour,
+    /// No: the waypoint itself, which is where those rules apply.
+    Skip,
 }
 
 // === impl ProxyState ===
@@ -40,8 +60,14 @@ impl ProxyState {
     /// Resolves the original destination of a captured connection. An error
     /// says why the connection cannot go anywhere (a service without a
     /// ready endpoint for the port).
-    pub fn resolve(&self, original: SocketAddr) -> Result<Resolved, String> {
-        let target = match self.service_by_vip(original.ip()) {
+    pub fn resolve(&self, original: SocketAddr, waypoints: Waypoints) -> Result<Resolved, String> {
+        let service = self.service_by_vip(original.ip());
+        if waypoints == Waypoints::Honour
+            && let Some(waypoint) = self.waypoint_of(original)
+        {
+            return self.via_waypoint(&waypoint, original).map(Resolved::Mesh);
+        }
+        let target = match service {
             Some(service) => pick_endpoint(&service, original)?,
             None => original,
         };
@@ -56,7 +82,61 @@ impl ProxyState {
             workload,
             target,
             proxy,
+            waypoint: None,
         }))
+    }
+
+    /// The waypoint that fronts `original`: its Service's, or for a pod's
+    /// own address, its workload's. `None` when nothing names one.
+    pub fn waypoint_of(&self, original: SocketAddr) -> Option<WaypointRef> {
+        match self.service_by_vip(original.ip()) {
+            Some(service) => service.waypoint.clone(),
+            None => self.workload_by_ip(original.ip())?.waypoint.clone(),
+        }
+    }
+
+    /// The tunnel to `waypoint` for traffic to `original`: a ready endpoint
+    /// of the waypoint's Service (its name and namespace), the original
+    /// address as the target.
+    fn via_waypoint(
+        &self,
+        waypoint: &WaypointRef,
+        original: SocketAddr,
+    ) -> Result<Destination, String> {
+        let name = format!("{}/{}", waypoint.namespace, waypoint.name);
+        let refused = |why: &str| {
+            format!(
+                "{original} is served through waypoint {name}, which {why}; the traffic is refused \
+                 rather than sent around the waypoint"
+            )
+        };
+        let reference = ServiceRef::new(&waypoint.namespace, &waypoint.name);
+        let service = self
+            .service(&reference)
+            .ok_or_else(|| refused("has no Service"))?;
+        let ready: Vec<Arc<Workload>> = service
+            .endpoints
+            .iter()
+            .filter(|e| e.status == WorkloadStatus::Healthy)
+            .filter(|e| e.address.is_ipv4() == original.is_ipv4())
+            .filter_map(|e| self.workload_by_ip(e.address))
+            .collect();
+        let workload = ready
+            .choose(&mut rand::rng())
+            .cloned()
+            .ok_or_else(|| refused("has no ready endpoint"))?;
+        let ip = workload
+            .addresses
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == original.is_ipv4())
+            .ok_or_else(|| refused("has no address of this family"))?;
+        Ok(Destination {
+            workload,
+            target: original,
+            proxy: SocketAddr::new(ip, hbone::DEFAULT_PORT),
+            waypoint: Some(waypoint.clone()),
+        })
     }
 }
 

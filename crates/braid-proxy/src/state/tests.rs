@@ -10,7 +10,7 @@ use braid_model::{
 };
 use braid_xds::{Delta, Updated};
 
-use super::{Declared, ProxyState, Resolved};
+use super::{Declared, ProxyState, Resolved, Waypoints};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -128,7 +128,9 @@ fn a_vip_resolves_to_a_ready_endpoint_only() {
     ]);
     state.apply_services(delta(vec![("shop/web".into(), svc)], vec![]));
     for _ in 0..20 {
-        let Ok(Resolved::Mesh(d)) = state.resolve("198.19.0.10:80".parse().expect("addr")) else {
+        let Ok(Resolved::Mesh(d)) =
+            state.resolve("198.19.0.10:80".parse().expect("addr"), Waypoints::Honour)
+        else {
             panic!("expected a meshed destination");
         };
         assert_eq!(d.target, "198.18.0.2:8080".parse().expect("addr"));
@@ -136,14 +138,14 @@ fn a_vip_resolves_to_a_ready_endpoint_only() {
         assert_eq!(d.workload.name, "web-b");
     }
     let err = state
-        .resolve("198.19.0.10:81".parse().expect("addr"))
+        .resolve("198.19.0.10:81".parse().expect("addr"), Waypoints::Honour)
         .unwrap_err();
     assert!(err.contains("has no port 81"), "{err}");
 
     let none_ready = service(&[("198.18.0.1", WorkloadStatus::Terminating)]);
     state.apply_services(delta(vec![("shop/web".into(), none_ready)], vec![]));
     let err = state
-        .resolve("198.19.0.10:80".parse().expect("addr"))
+        .resolve("198.19.0.10:80".parse().expect("addr"), Waypoints::Honour)
         .unwrap_err();
     assert!(err.contains("no ready endpoint"), "{err}");
 }
@@ -159,7 +161,7 @@ fn unmeshed_and_unknown_destinations_pass_through() {
     for addr in ["198.18.0.9:5432", "198.18.7.7:80"] {
         let target = addr.parse().expect("addr");
         assert!(
-            matches!(state.resolve(target), Ok(Resolved::Passthrough { target: t }) if t == target),
+            matches!(state.resolve(target, Waypoints::Honour), Ok(Resolved::Passthrough { target: t }) if t == target),
             "{addr}"
         );
     }
@@ -250,4 +252,87 @@ fn declared_protocols_skip_or_steer_detection() {
         None,
         "not a VIP"
     );
+}
+
+#[test]
+fn a_waypoint_fronted_service_resolves_to_its_waypoint_or_is_refused() {
+    let state = with_workloads(vec![
+        workload("shop", "web-a", "198.18.0.1", DataPlaneMode::Ambient),
+        workload("shop", "wp-0", "198.18.0.9", DataPlaneMode::Sidecar),
+    ]);
+    let waypoint = braid_model::WaypointRef {
+        namespace: "shop".into(),
+        name: "wp".into(),
+    };
+    let mut web = service(&[("198.18.0.1", WorkloadStatus::Healthy)]);
+    web.waypoint = Some(waypoint.clone());
+    let original: SocketAddr = "198.19.0.10:80".parse().expect("addr");
+
+    // No Service for the waypoint: refused, never sent around it.
+    state.apply_services(delta(vec![("shop/web".into(), web)], vec![]));
+    let err = state.resolve(original, Waypoints::Honour).unwrap_err();
+    assert!(
+        err.contains("waypoint shop/wp") && err.contains("refused"),
+        "{err}"
+    );
+
+    let mut wp = service(&[("198.18.0.9", WorkloadStatus::Healthy)]);
+    wp.reference.name = "wp".into();
+    wp.vips = vec![ip("198.19.0.99")];
+    state.apply_services(delta(vec![("shop/wp".into(), wp)], vec![]));
+    let Ok(Resolved::Mesh(d)) = state.resolve(original, Waypoints::Honour) else {
+        panic!("expected the waypoint");
+    };
+    assert_eq!(d.workload.name, "wp-0");
+    assert_eq!(d.proxy, "198.18.0.9:15008".parse().expect("addr"));
+    assert_eq!(
+        d.target, original,
+        "the tunnel's target is the Service address"
+    );
+    assert_eq!(d.waypoint, Some(waypoint));
+
+    // The waypoint itself goes to an endpoint.
+    let Ok(Resolved::Mesh(d)) = state.resolve(original, Waypoints::Skip) else {
+        panic!("expected the endpoint");
+    };
+    assert_eq!(d.target, "198.18.0.1:8080".parse().expect("addr"));
+    assert_eq!(d.waypoint, None);
+}
+
+#[test]
+fn a_pod_is_behind_a_waypoint_only_when_no_service_without_one_selects_it() {
+    let state = with_workloads(vec![
+        workload("shop", "web-a", "198.18.0.1", DataPlaneMode::Ambient),
+        workload("shop", "wp-0", "198.18.0.9", DataPlaneMode::Sidecar),
+    ]);
+    let waypoint = braid_model::WaypointRef {
+        namespace: "shop".into(),
+        name: "wp".into(),
+    };
+    let web_a = state.workload("shop/web-a").expect("web-a");
+    assert_eq!(state.waypoint_in_front_of(&web_a), None, "no Service yet");
+
+    let mut fronted = service(&[("198.18.0.1", WorkloadStatus::Healthy)]);
+    fronted.waypoint = Some(waypoint.clone());
+    state.apply_services(delta(vec![("shop/web".into(), fronted)], vec![]));
+    assert_eq!(state.waypoint_in_front_of(&web_a), Some(waypoint.clone()));
+
+    // A second Service without a waypoint selects the pod too: its callers
+    // dial the pod directly, so the pod stays reachable.
+    let mut direct = service(&[("198.18.0.1", WorkloadStatus::Healthy)]);
+    direct.reference.name = "web-a".into();
+    direct.vips = vec![ip("198.19.0.11")];
+    state.apply_services(delta(vec![("shop/web-a".into(), direct)], vec![]));
+    assert_eq!(state.waypoint_in_front_of(&web_a), None);
+    state.apply_services(delta(vec![], vec!["shop/web-a"]));
+    assert_eq!(state.waypoint_in_front_of(&web_a), Some(waypoint.clone()));
+
+    // The waypoint's identity: its Service's ready pods'.
+    assert!(!state.is_waypoint_identity(&waypoint, "spiffe://cluster.local/ns/shop/sa/wp-0"));
+    let mut wp = service(&[("198.18.0.9", WorkloadStatus::Healthy)]);
+    wp.reference.name = "wp".into();
+    wp.vips = vec![ip("198.19.0.99")];
+    state.apply_services(delta(vec![("shop/wp".into(), wp)], vec![]));
+    assert!(state.is_waypoint_identity(&waypoint, "spiffe://cluster.local/ns/shop/sa/wp-0"));
+    assert!(!state.is_waypoint_identity(&waypoint, "spiffe://cluster.local/ns/shop/sa/web-a"));
 }

@@ -15,12 +15,7 @@ use braid_cni::handoff::{HandoffConnection, HandoffListener, PodEvent};
 use braid_identity::{CertificateManager, TrustBundle};
 use tokio::task::JoinSet;
 
-use crate::{
-    hbone::Pool,
-    l4::{self, PodContext},
-    state::ProxyState,
-    telemetry::Metrics,
-};
+use crate::{hbone::Pool, listeners, state::ProxyState, telemetry::Metrics, upstream::PodContext};
 
 /// Captured pods by uid.
 pub(crate) struct Pods {
@@ -175,7 +170,7 @@ impl Pods {
             drop(pods.remove(&uid));
         }
         let netns_id = netns.id();
-        let listeners = l4::bind(&netns, &workload)?;
+        let listeners = listeners::bind(&netns, &workload)?;
         let pod = Arc::new(PodContext {
             workload: workload.clone(),
             netns,
@@ -184,10 +179,10 @@ impl Pods {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
-            http: None,
+            waypoints: crate::state::Waypoints::Honour,
             mark: Some(braid_capture::PROXY_MARK),
         });
-        let tasks = l4::serve(pod, listeners, self.bundle.clone());
+        let tasks = listeners::serve(pod, listeners, self.bundle.clone(), None);
         tracing::info!(%uid, %workload, "pod captured");
         self.pods().insert(
             uid,

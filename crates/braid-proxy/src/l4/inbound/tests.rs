@@ -25,9 +25,9 @@ use tokio::{
 use super::serve_hbone;
 use crate::{
     hbone::{Error, Pool, Settings},
-    l4::PodContext,
     state::ProxyState,
     telemetry::Metrics,
+    upstream::PodContext,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -85,7 +85,7 @@ impl Fixture {
             pool: Pool::new(bundle.clone(), Settings::default()),
             metrics: metrics.clone(),
             origin: 0,
-            http: matches!(mode, Mode::Sidecar).then(crate::l7::Senders::default),
+            waypoints: crate::state::Waypoints::Honour,
             mark: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -9,7 +9,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::{
     hbone::{Dial, Dialing, Pool},
-    state::ProxyState,
+    state::{ProxyState, Waypoints},
     telemetry::{Metrics, Peer},
 };
 
@@ -24,9 +24,9 @@ pub(crate) struct PodContext {
     pub(crate) metrics: Metrics,
     /// Tells this pod's pooled connections from other pods'.
     pub(crate) origin: u64,
-    /// Pooled upstream HTTP connections when this proxy is HTTP-aware (a
-    /// sidecar); `None` keeps every connection L4 (the ztunnel).
-    pub(crate) http: Option<crate::l7::Senders>,
+    /// Whether destinations fronted by a waypoint are reached through it
+    /// (everywhere but at the waypoint itself).
+    pub(crate) waypoints: Waypoints,
     /// The mark on the proxy's own sockets, which the capture rules let
     /// pass; `None` where only the proxy's uid exempts them (an injected
     /// sidecar running as that uid may not set marks).

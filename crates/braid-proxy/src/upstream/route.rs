@@ -11,12 +11,13 @@ use std::{
 };
 
 use braid_identity::SpiffeId;
+use braid_model::WaypointRef;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
 };
 
-use super::PodContext;
+use super::{PodContext, UpstreamError};
 use crate::{
     hbone::HboneStream,
     state::Resolved,
@@ -49,6 +50,8 @@ pub(crate) struct Route {
     pub(crate) via: Via,
     /// The destination as telemetry labels.
     pub(crate) destination: Peer,
+    /// The waypoint the route goes through, if the destination has one.
+    pub(crate) waypoint: Option<WaypointRef>,
 }
 
 /// A connection to an upstream.
@@ -64,7 +67,7 @@ pub(crate) enum UpstreamIo {
 impl Route {
     /// Resolves `original` as `pod` sees it now (a service VIP picks one of
     /// its ready endpoints each time).
-    pub(crate) fn resolve(pod: &PodContext, original: SocketAddr) -> Result<Self, String> {
+    pub(crate) fn resolve(pod: &PodContext, original: SocketAddr) -> Result<Self, UpstreamError> {
         let route = Self::resolve_any(pod, original)?;
         if braid_model::catalog::ports::is_proxy_port(route.target.port()) {
             let own = pod.workload().ok();
@@ -79,7 +82,7 @@ impl Route {
     /// unspecified address. Dialling it would reach the proxy itself, which
     /// would take the connection as new traffic and send it on again.
     /// Elsewhere (a host outside the mesh) the port is no proxy's and passes.
-    pub(crate) fn check_not_a_proxy(&self, own: &[IpAddr]) -> Result<(), String> {
+    pub(crate) fn check_not_a_proxy(&self, own: &[IpAddr]) -> Result<(), UpstreamError> {
         let target = self.target;
         if !braid_model::catalog::ports::is_proxy_port(target.port()) {
             return Ok(());
@@ -87,25 +90,27 @@ impl Route {
         let ip = target.ip().to_canonical();
         let local = ip.is_loopback() || ip.is_unspecified() || own.contains(&ip);
         if local || self.mtls() {
-            return Err(format!(
-                "{target} is refused: port {} is reserved for the mesh's proxies \
-                 (connecting there would loop back into a proxy)",
-                target.port()
-            ));
+            return Err(UpstreamError::ProxyPort { target });
         }
         Ok(())
     }
 
     /// Resolves `original` without looking at where the route leads.
-    fn resolve_any(pod: &PodContext, original: SocketAddr) -> Result<Self, String> {
-        Ok(match pod.state.resolve(original)? {
+    fn resolve_any(pod: &PodContext, original: SocketAddr) -> Result<Self, UpstreamError> {
+        let resolved = pod
+            .state
+            .resolve(original, pod.waypoints)
+            .map_err(UpstreamError::Unresolved)?;
+        Ok(match resolved {
             Resolved::Mesh(destination) => Route {
                 target: destination.target,
                 via: Via::Mesh {
                     proxy: destination.proxy,
-                    expected: PodContext::identity(&destination.workload)?,
+                    expected: PodContext::identity(&destination.workload)
+                        .map_err(UpstreamError::Unresolved)?,
                 },
                 destination: Peer::workload(&destination.workload),
+                waypoint: destination.waypoint,
             },
             Resolved::Passthrough { target } => Route {
                 target,
@@ -115,6 +120,7 @@ impl Route {
                     .workload_by_ip(target.ip())
                     .map(|w| Peer::workload(&w))
                     .unwrap_or_else(Peer::unknown),
+                waypoint: None,
             },
         })
     }
@@ -146,17 +152,26 @@ impl Route {
 
     /// Opens a connection to the route as `pod`: over HBONE with the pod's
     /// identity, or plain TCP from its address.
-    pub(crate) async fn dial(&self, pod: &PodContext) -> Result<UpstreamIo, String> {
+    pub(crate) async fn dial(&self, pod: &PodContext) -> Result<UpstreamIo, UpstreamError> {
         match &self.via {
             Via::Mesh { proxy, expected } => {
-                let source = pod.workload()?;
-                let id = PodContext::identity(&source)?;
-                let cert = pod.certificate(&id).await?;
+                let source = pod.workload().map_err(UpstreamError::NotReady)?;
+                let id = PodContext::identity(&source).map_err(UpstreamError::NotReady)?;
+                let cert = pod
+                    .certificate(&id)
+                    .await
+                    .map_err(UpstreamError::NotReady)?;
                 let stream = pod
                     .pool
                     .connect_from(pod, &cert, *proxy, expected, self.target)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|error| match &self.waypoint {
+                        Some(waypoint) => UpstreamError::WaypointDown {
+                            waypoint: format!("{}/{}", waypoint.namespace, waypoint.name),
+                            source: Box::new(error),
+                        },
+                        None => error.into(),
+                    })?;
                 tracing::debug!(
                     source = %id, destination = %expected, target = %self.target,
                     "outbound HBONE tunnel open"
@@ -167,8 +182,11 @@ impl Route {
                 let target = self.target;
                 let tcp = tokio::time::timeout(CONNECT_TIMEOUT, pod.connect(target))
                     .await
-                    .map_err(|_| format!("connecting to {target} timed out"))?
-                    .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+                    .map_err(|_| UpstreamError::ConnectTimeout {
+                        target,
+                        after: CONNECT_TIMEOUT,
+                    })?
+                    .map_err(|source| UpstreamError::Connect { target, source })?;
                 Ok(UpstreamIo::Tcp(tcp))
             }
         }
@@ -237,6 +255,7 @@ mod tests {
             target: target.parse().expect("test address"),
             via,
             destination: Peer::unknown(),
+            waypoint: None,
         }
     }
 
@@ -261,7 +280,7 @@ mod tests {
         ] {
             let refused = route(target, Via::Plain).check_not_a_proxy(&own);
             assert!(
-                refused.as_ref().is_err_and(|e| e.contains("reserved")),
+                matches!(refused, Err(UpstreamError::ProxyPort { .. })),
                 "{target}: {refused:?}"
             );
         }

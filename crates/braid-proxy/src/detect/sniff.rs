@@ -17,11 +17,8 @@ use tokio::{io::AsyncReadExt as _, net::TcpStream};
 
 use crate::{
     detect::{self, Protocol},
-    l4::{
-        PodContext,
-        upstream::{Route, UpstreamIo},
-    },
     state::Declared,
+    upstream::{PodContext, Route, UpstreamIo},
 };
 
 /// How long a silent client is given before the upstream is dialled.

@@ -1,0 +1,226 @@
+//! `braid-proxy waypoint`: the shared L7 proxy in front of Services (or the
+//! pods of a namespace) that name it with `braid.dev/waypoint`. It accepts
+//! HBONE on 15008 as its own SPIFFE identity; each tunnel's target is the
+//! address the caller dialled (a Service VIP or a pod address). A tunnel
+//! that speaks HTTP is served by the same HTTP stack as a sidecar's outbound
+//! side (routes for the caller's namespace, request telemetry); anything
+//! else is proxied as bytes. Either way it leaves over HBONE to the
+//! destination's ztunnel or sidecar, as this waypoint.
+//!
+//! The third composition: it reuses the mesh link ([`common::Mesh`]), the
+//! upstream layer, the HTTP stack and the admin endpoints, and adds only
+//! the tunnel handling in [`tunnel`].
+
+use std::{net::SocketAddr, sync::Arc};
+
+use braid_capture::NetNs;
+use braid_identity::CertificateManager;
+use braid_model::WaypointRef;
+use braid_xds::ClientHandle;
+use serde::Serialize;
+use tokio::{net::TcpListener, task::JoinSet};
+
+use crate::{
+    admin::AdminView,
+    common::{self, EndpointArgs, Mesh, MeshArgs, Running, StartError, serve_endpoints},
+    hbone::{Pool, Server, Settings},
+    l7::Senders,
+    state::{ProxyState, Waypoints},
+    telemetry::Metrics,
+    upstream::PodContext,
+};
+
+mod tunnel;
+
+/// Configuration of `braid-proxy waypoint`.
+#[derive(Clone, Debug, clap::Args, Serialize)]
+pub struct Config {
+    /// This waypoint's pod, as `<namespace>/<name>` (its Workload resource:
+    /// its identity is the pod's service account).
+    #[arg(long, env = "BRAID_POD", value_name = "NAMESPACE/NAME")]
+    pub pod: String,
+
+    /// The waypoint this proxy is, as `<namespace>/<name>`: what
+    /// `braid.dev/waypoint` labels name. Tunnels to destinations fronted by
+    /// another waypoint are refused.
+    #[arg(long, env = "BRAID_WAYPOINT", value_name = "NAMESPACE/NAME")]
+    pub waypoint: String,
+
+    /// Where HBONE is accepted.
+    #[arg(long, default_value = "0.0.0.0:15008", value_name = "ADDR")]
+    pub hbone_listen: SocketAddr,
+
+    /// Control plane and identity.
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+
+    /// HTTP endpoints.
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+/// A running waypoint.
+pub struct Waypoint {
+    state: ProxyState,
+    hbone_addr: SocketAddr,
+    admin_addrs: [SocketAddr; 3],
+    running: Running,
+    _proxy: JoinSet<()>,
+}
+
+/// What the admin endpoints show of a waypoint.
+struct View {
+    pod: String,
+    waypoint: String,
+    state: ProxyState,
+    metrics: Metrics,
+    certs: CertificateManager,
+    xds: ClientHandle,
+}
+
+// === impl Waypoint ===
+
+impl Waypoint {
+    /// Binds the HBONE listener and connects to the control plane; serves
+    /// tunnels once the control plane sent the pod and its certificate.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let pod_ok = |value: &str| {
+            value
+                .split_once('/')
+                .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        };
+        if !pod_ok(&config.pod) {
+            return Err(StartError::Pod(config.pod.clone()));
+        }
+        let Some((namespace, name)) = config
+            .waypoint
+            .split_once('/')
+            .filter(|_| pod_ok(&config.waypoint))
+        else {
+            return Err(StartError::Bind(format!(
+                "--waypoint {:?}: expected <namespace>/<name>, the Gateway the braid.dev/waypoint labels name",
+                config.waypoint
+            )));
+        };
+        let this = WaypointRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let netns = NetNs::current().map_err(|e| StartError::Bind(e.to_string()))?;
+        let listener = TcpListener::bind(config.hbone_listen).await.map_err(|e| {
+            StartError::Bind(format!("--hbone-listen {}: {e}", config.hbone_listen))
+        })?;
+        let hbone_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        let Mesh {
+            bundle,
+            certs,
+            state,
+            xds,
+            xds_task,
+        } = Mesh::connect(&config.mesh, &format!("waypoint~{}", config.pod))?;
+        let metrics = Metrics::default();
+        let pod = Arc::new(PodContext {
+            workload: config.pod.clone(),
+            netns,
+            state: state.clone(),
+            certs: certs.clone(),
+            pool: Pool::new(bundle.clone(), Settings::default()),
+            metrics: metrics.clone(),
+            origin: 0,
+            waypoints: Waypoints::Skip,
+            mark: None,
+        });
+        let mut proxy = JoinSet::new();
+        proxy.spawn(serve(listener, pod, bundle, this));
+        let view: Arc<dyn AdminView> = Arc::new(View {
+            pod: config.pod.clone(),
+            waypoint: config.waypoint.clone(),
+            state: state.clone(),
+            metrics,
+            certs: certs.clone(),
+            xds: xds.clone(),
+        });
+        let (admin_addrs, mut tasks) = serve_endpoints(&config.endpoints, view).await?;
+        tasks.push(xds_task);
+        tracing::info!(pod = %config.pod, waypoint = %config.waypoint, %hbone_addr, "waypoint serving HBONE");
+        Ok(Self {
+            state,
+            hbone_addr,
+            admin_addrs,
+            running: Running { xds, certs, tasks },
+            _proxy: proxy,
+        })
+    }
+
+    /// The mesh as this waypoint sees it.
+    pub fn state(&self) -> &ProxyState {
+        &self.state
+    }
+
+    /// Where HBONE is accepted.
+    pub fn hbone_addr(&self) -> SocketAddr {
+        self.hbone_addr
+    }
+
+    /// Where the admin, metrics and readiness endpoints listen.
+    pub fn admin_addrs(&self) -> [SocketAddr; 3] {
+        self.admin_addrs
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// Waits for the pod's identity and certificate, then serves HBONE.
+async fn serve(
+    listener: TcpListener,
+    pod: Arc<PodContext>,
+    bundle: braid_identity::TrustBundle,
+    this: WaypointRef,
+) {
+    let (id, certs) = crate::l4::inbound::wait_for_identity(&pod).await;
+    let connector = tunnel::Tunnels {
+        pod: pod.clone(),
+        senders: Senders::default(),
+        this,
+    };
+    match Server::rotating(certs, bundle, connector, Settings::default()) {
+        Ok(server) => {
+            tracing::debug!(pod = %pod.workload, %id, "waypoint HBONE ready");
+            server.serve(listener).await
+        }
+        Err(error) => tracing::error!(pod = %pod.workload, %error, "cannot serve HBONE"),
+    }
+}
+
+// === impl View ===
+
+impl AdminView for View {
+    fn config_dump(&self) -> serde_json::Value {
+        let xds = self.xds.status();
+        let mut dump = common::state_json(&self.state);
+        dump["pod"] = self.pod.clone().into();
+        dump["waypoint"] = self.waypoint.clone().into();
+        dump["certificates"] = common::certificates_json(&self.certs);
+        dump["xds"] =
+            serde_json::json!({"connected": xds.is_connected(), "synced": xds.is_synced()});
+        dump
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics
+            .render(&common::certificate_gauges(&self.certs))
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        common::xds_ready(&self.xds)?;
+        if self.state.workload(&self.pod).is_none() {
+            return Err(format!("the control plane does not know pod {}", self.pod));
+        }
+        Ok(())
+    }
+}
