@@ -26,6 +26,7 @@ const WORKLOAD: &str = "type.googleapis.com/braid.workload.v1alpha1.Workload";
 const SERVICE: &str = "type.googleapis.com/braid.workload.v1alpha1.Service";
 const AUTHORIZATION: &str = "type.googleapis.com/braid.security.v1alpha1.Authorization";
 const PEER_AUTHENTICATION: &str = "type.googleapis.com/braid.security.v1alpha1.PeerAuthentication";
+const HTTP_ROUTE: &str = "type.googleapis.com/braid.route.v1alpha1.HttpRoute";
 
 /// Two ambient pods, a service selecting them and a DENY policy, in one file
 /// so the control plane applies them as one batch.
@@ -83,11 +84,21 @@ kind: PeerAuthentication
 metadata: {name: strict, namespace: shop}
 spec:
   mtls: {mode: STRICT}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: canary, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    timeouts: {request: 300ms}
+    backendRefs: [{name: web, port: 80, weight: 90}]
 "#;
 
 /// Distinct resources the client waits for: 2 workloads, 1 service, 1
-/// authorization and 1 peer authentication.
-const EXPECTED_RESOURCES: usize = 5;
+/// authorization, 1 peer authentication and 1 HTTP route.
+const EXPECTED_RESOURCES: usize = 6;
 
 /// Bound on the client run (it has its own, shorter `-timeout`).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
@@ -115,6 +126,7 @@ async fn go_control_plane_client_decodes_braid_resources() -> Result<()> {
     check_service(&resources)?;
     check_authorization(&resources)?;
     check_peer_authentication(&resources)?;
+    check_http_route(&resources)?;
     ensure!(
         resources.len() == EXPECTED_RESOURCES,
         "unexpected extra resources: {:?}",
@@ -349,6 +361,30 @@ fn check_peer_authentication(resources: &Resources) -> Result<()> {
     ensure!(
         p["mode"] == "MTLS_MODE_STRICT",
         "peer authentication: mode: {p}"
+    );
+    Ok(())
+}
+
+fn check_http_route(resources: &Resources) -> Result<()> {
+    let (_, r) = find(resources, HTTP_ROUTE, "canary")?;
+    ensure!(r["namespace"] == "shop", "route: namespace: {r}");
+    let parent = &r["parents"][0]["service"];
+    ensure!(
+        parent["service"]["name"] == "web" && parent["port"] == 80,
+        "route: parent: {r}"
+    );
+    let rule = &r["rules"][0];
+    ensure!(
+        rule["matches"][0]["path"]["prefix"] == "/api",
+        "route: match: {r}"
+    );
+    ensure!(
+        rule["backends"][0]["weight"] == 90 && rule["backends"][0]["service"]["name"] == "web",
+        "route: backend: {r}"
+    );
+    ensure!(
+        rule["timeouts"]["request"] == "0.300s",
+        "route: timeout: {r}"
     );
     Ok(())
 }

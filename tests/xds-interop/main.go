@@ -47,6 +47,7 @@ var defaultTypeURLs = []string{
 	"type.googleapis.com/braid.workload.v1alpha1.Service",
 	"type.googleapis.com/braid.security.v1alpha1.Authorization",
 	"type.googleapis.com/braid.security.v1alpha1.PeerAuthentication",
+	"type.googleapis.com/braid.route.v1alpha1.HttpRoute",
 }
 
 // typeList is a repeatable, comma-separated -type flag.
@@ -86,7 +87,7 @@ func run(args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("xds-interop", flag.ContinueOnError)
 	var types typeList
 	addr := flags.String("addr", "", "control plane xDS address (host:port, plaintext gRPC)")
-	flags.Var(&types, "type", "type URL to subscribe to by wildcard (repeatable or comma-separated; default: Workload, Service, Authorization)")
+	flags.Var(&types, "type", "type URL to subscribe to by wildcard (repeatable or comma-separated; default: Workload, Service, Authorization, PeerAuthentication, HttpRoute)")
 	protoDir := flags.String("proto", "", "the repository's proto/ directory (default: found by walking up from the working directory)")
 	count := flags.Int("count", 1, "exit 0 once this many distinct resources are held")
 	timeout := flags.Duration("timeout", 30*time.Second, "give up (exit 1) after this long")

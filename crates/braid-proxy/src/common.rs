@@ -327,5 +327,9 @@ pub(crate) fn state_json(state: &ProxyState) -> serde_json::Value {
     })
 }
 
+mod pod_view;
+
+pub(crate) use pod_view::PodView;
+
 #[cfg(test)]
 mod tests;

@@ -13,14 +13,12 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use braid_capture::NetNs;
-use braid_identity::CertificateManager;
-use braid_xds::ClientHandle;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::{
     admin::AdminView,
-    common::{self, EndpointArgs, Mesh, MeshArgs, Running, StartError, serve_endpoints},
+    common::{EndpointArgs, Mesh, MeshArgs, PodView, Running, StartError, serve_endpoints},
     hbone::{Pool, Settings},
     listeners,
     state::ProxyState,
@@ -50,15 +48,6 @@ pub struct Sidecar {
     admin_addrs: [SocketAddr; 3],
     running: Running,
     _proxy: JoinSet<()>,
-}
-
-/// What the admin endpoints show of a sidecar.
-struct View {
-    pod: String,
-    state: ProxyState,
-    metrics: Metrics,
-    certs: CertificateManager,
-    xds: ClientHandle,
 }
 
 // === impl Sidecar ===
@@ -97,12 +86,13 @@ impl Sidecar {
             mark: own_mark(),
         });
         let proxy = listeners::serve(pod, listeners, bundle, Some(crate::l7::Senders::default()));
-        let view: Arc<dyn AdminView> = Arc::new(View {
+        let view: Arc<dyn AdminView> = Arc::new(PodView {
             pod: config.pod.clone(),
             state: state.clone(),
             metrics,
             certs: certs.clone(),
             xds: xds.clone(),
+            extra: serde_json::Map::new(),
         });
         let (admin_addrs, mut tasks) = serve_endpoints(&config.endpoints, view).await?;
         tasks.push(xds_task);
@@ -143,32 +133,5 @@ fn own_mark() -> Option<u32> {
             tracing::info!(%error, "cannot mark sockets; relying on the proxy uid being excluded from capture");
             None
         }
-    }
-}
-
-// === impl View ===
-
-impl AdminView for View {
-    fn config_dump(&self) -> serde_json::Value {
-        let xds = self.xds.status();
-        let mut dump = common::state_json(&self.state);
-        dump["pod"] = self.pod.clone().into();
-        dump["certificates"] = common::certificates_json(&self.certs);
-        dump["xds"] =
-            serde_json::json!({"connected": xds.is_connected(), "synced": xds.is_synced()});
-        dump
-    }
-
-    fn metrics(&self) -> String {
-        self.metrics
-            .render(&common::certificate_gauges(&self.certs))
-    }
-
-    fn ready(&self) -> Result<(), String> {
-        common::xds_ready(&self.xds)?;
-        if self.state.workload(&self.pod).is_none() {
-            return Err(format!("the control plane does not know pod {}", self.pod));
-        }
-        Ok(())
     }
 }

@@ -7,22 +7,20 @@
 //! else is proxied as bytes. Either way it leaves over HBONE to the
 //! destination's ztunnel or sidecar, as this waypoint.
 //!
-//! The third composition: it reuses the mesh link ([`common::Mesh`]), the
+//! The third composition: it reuses the mesh link ([`crate::common::Mesh`]), the
 //! upstream layer, the HTTP stack and the admin endpoints, and adds only
 //! the tunnel handling in [`tunnel`].
 
 use std::{net::SocketAddr, sync::Arc};
 
 use braid_capture::NetNs;
-use braid_identity::CertificateManager;
 use braid_model::WaypointRef;
-use braid_xds::ClientHandle;
 use serde::Serialize;
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
     admin::AdminView,
-    common::{self, EndpointArgs, Mesh, MeshArgs, Running, StartError, serve_endpoints},
+    common::{EndpointArgs, Mesh, MeshArgs, PodView, Running, StartError, serve_endpoints},
     hbone::{Pool, Server, Settings},
     l7::Senders,
     state::{ProxyState, Waypoints},
@@ -66,16 +64,6 @@ pub struct Waypoint {
     admin_addrs: [SocketAddr; 3],
     running: Running,
     _proxy: JoinSet<()>,
-}
-
-/// What the admin endpoints show of a waypoint.
-struct View {
-    pod: String,
-    waypoint: String,
-    state: ProxyState,
-    metrics: Metrics,
-    certs: CertificateManager,
-    xds: ClientHandle,
 }
 
 // === impl Waypoint ===
@@ -134,13 +122,15 @@ impl Waypoint {
         });
         let mut proxy = JoinSet::new();
         proxy.spawn(serve(listener, pod, bundle, this));
-        let view: Arc<dyn AdminView> = Arc::new(View {
+        let mut extra = serde_json::Map::new();
+        extra.insert("waypoint".into(), config.waypoint.clone().into());
+        let view: Arc<dyn AdminView> = Arc::new(PodView {
             pod: config.pod.clone(),
-            waypoint: config.waypoint.clone(),
             state: state.clone(),
             metrics,
             certs: certs.clone(),
             xds: xds.clone(),
+            extra,
         });
         let (admin_addrs, mut tasks) = serve_endpoints(&config.endpoints, view).await?;
         tasks.push(xds_task);
@@ -194,33 +184,5 @@ async fn serve(
             server.serve(listener).await
         }
         Err(error) => tracing::error!(pod = %pod.workload, %error, "cannot serve HBONE"),
-    }
-}
-
-// === impl View ===
-
-impl AdminView for View {
-    fn config_dump(&self) -> serde_json::Value {
-        let xds = self.xds.status();
-        let mut dump = common::state_json(&self.state);
-        dump["pod"] = self.pod.clone().into();
-        dump["waypoint"] = self.waypoint.clone().into();
-        dump["certificates"] = common::certificates_json(&self.certs);
-        dump["xds"] =
-            serde_json::json!({"connected": xds.is_connected(), "synced": xds.is_synced()});
-        dump
-    }
-
-    fn metrics(&self) -> String {
-        self.metrics
-            .render(&common::certificate_gauges(&self.certs))
-    }
-
-    fn ready(&self) -> Result<(), String> {
-        common::xds_ready(&self.xds)?;
-        if self.state.workload(&self.pod).is_none() {
-            return Err(format!("the control plane does not know pod {}", self.pod));
-        }
-        Ok(())
     }
 }

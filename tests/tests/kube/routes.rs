@@ -83,8 +83,8 @@ fn backends(client: &ClientHandle, name: &str) -> Option<Vec<(String, bool)>> {
     )
 }
 
-/// `field` of condition `type_` in Braid's entry of the route's status.
-fn condition(cluster: &Cluster, ns: &str, type_: &str, field: &str) -> String {
+/// `expr` (a kubectl jsonpath) of the route `canary`; empty when unset.
+fn route_jsonpath(cluster: &Cluster, ns: &str, expr: &str) -> String {
     cluster
         .kubectl(&[
             "get",
@@ -93,11 +93,20 @@ fn condition(cluster: &Cluster, ns: &str, type_: &str, field: &str) -> String {
             "--namespace",
             ns,
             "-o",
-            &format!(
-                "jsonpath={{.status.parents[?(@.controllerName==\"braid.dev/control-plane\")].conditions[?(@.type==\"{type_}\")].{field}}}"
-            ),
+            &format!("jsonpath={expr}"),
         ])
         .unwrap_or_default()
+}
+
+/// `field` of condition `type_` in Braid's entry of the route's status.
+fn condition(cluster: &Cluster, ns: &str, type_: &str, field: &str) -> String {
+    route_jsonpath(
+        cluster,
+        ns,
+        &format!(
+            "{{.status.parents[?(@.controllerName==\"braid.dev/control-plane\")].conditions[?(@.type==\"{type_}\")].{field}}}"
+        ),
+    )
 }
 
 /// Polls `check` every 20 ms until it holds or `timeout` passes.
@@ -152,15 +161,11 @@ async fn http_routes_follow_the_api_server() -> anyhow::Result<()> {
             && condition(cluster, &ns, "ResolvedRefs", "status") == "True"
     })
     .await?;
-    let parent = cluster.kubectl(&[
-        "get",
-        "httproute",
-        "canary",
-        "--namespace",
+    let parent = route_jsonpath(
+        cluster,
         &ns,
-        "-o",
-        "jsonpath={.status.parents[0].parentRef.kind}/{.status.parents[0].parentRef.name}",
-    ])?;
+        "{.status.parents[0].parentRef.kind}/{.status.parents[0].parentRef.name}",
+    );
     assert_eq!(
         parent, "Service/web",
         "the entry names the parent as the spec does"
@@ -216,15 +221,7 @@ async fn http_routes_follow_the_api_server() -> anyhow::Result<()> {
     let message = condition(cluster, &ns, "Accepted", "message");
     assert!(message.contains("spec.rules[0].filters[0]"), "{message}");
     let observed = condition(cluster, &ns, "Accepted", "observedGeneration");
-    let generation = cluster.kubectl(&[
-        "get",
-        "httproute",
-        "canary",
-        "--namespace",
-        &ns,
-        "-o",
-        "jsonpath={.metadata.generation}",
-    ])?;
+    let generation = route_jsonpath(cluster, &ns, "{.metadata.generation}");
     assert_eq!(
         observed, generation,
         "the verdict is about the current spec"

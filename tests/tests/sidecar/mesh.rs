@@ -104,33 +104,10 @@ impl Mesh {
             pod.name,
             String::from_utf8_lossy(&out.stderr)
         );
-        let token_file = self.dir.join(format!("{}.token", pod.name));
-        std::fs::write(&token_file, pod_token(&pod.name))?;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
-        let (program, args) = in_pod(
-            pod,
-            wrapper,
-            &[
-                "sidecar",
-                "--pod",
-                &format!("{namespace}/{}", pod.name),
-                "--control-plane",
-                &format!("http://{}", self.xds),
-                "--ca-root",
-                &self.ca_root,
-                "--token-file",
-                &token_file.display().to_string(),
-                "--log-format",
-                log_format,
-            ],
-        );
-        self.processes.push(Process::start(
-            &format!("sidecar {}", pod.name),
-            &program,
-            args,
-            child_env("debug"),
-            self.dir.join(format!("sidecar-{}.log", pod.name)),
-        ));
+        let mut args = vec!["sidecar".to_string()];
+        args.extend(self.pod_args(pod, namespace)?);
+        args.extend(["--log-format".to_string(), log_format.to_string()]);
+        self.run_in(pod, wrapper, "sidecar", &args);
         Ok(())
     }
 
@@ -143,35 +120,43 @@ impl Mesh {
         namespace: &str,
         waypoint: &str,
     ) -> anyhow::Result<()> {
+        let mut args = vec!["waypoint".to_string()];
+        args.extend(self.pod_args(pod, namespace)?);
+        args.extend(["--waypoint", waypoint, "--worker-threads", "1"].map(String::from));
+        self.run_in(pod, &[], "waypoint", &args);
+        Ok(())
+    }
+
+    /// Writes `pod`'s token (readable by the proxy uid); the flags every
+    /// one-pod proxy takes: its pod, the control plane, the CA, the token.
+    fn pod_args(&self, pod: &TestPod, namespace: &str) -> anyhow::Result<Vec<String>> {
         let token_file = self.dir.join(format!("{}.token", pod.name));
         std::fs::write(&token_file, pod_token(&pod.name))?;
-        let (program, args) = in_pod(
-            pod,
-            &[],
-            &[
-                "waypoint",
-                "--pod",
-                &format!("{namespace}/{}", pod.name),
-                "--waypoint",
-                waypoint,
-                "--control-plane",
-                &format!("http://{}", self.xds),
-                "--ca-root",
-                &self.ca_root,
-                "--token-file",
-                &token_file.display().to_string(),
-                "--worker-threads",
-                "1",
-            ],
-        );
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
+        Ok(vec![
+            "--pod".into(),
+            format!("{namespace}/{}", pod.name),
+            "--control-plane".into(),
+            format!("http://{}", self.xds),
+            "--ca-root".into(),
+            self.ca_root.clone(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+        ])
+    }
+
+    /// Starts `braid-proxy <args>` in `pod` behind `wrapper`, logging to
+    /// `<role>-<pod>.log`.
+    fn run_in(&mut self, pod: &TestPod, wrapper: &[&str], role: &str, args: &[String]) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (program, args) = in_pod(pod, wrapper, &args);
         self.processes.push(Process::start(
-            &format!("waypoint {}", pod.name),
+            &format!("{role} {}", pod.name),
             &program,
             args,
             child_env("debug"),
-            self.dir.join(format!("waypoint-{}.log", pod.name)),
+            self.dir.join(format!("{role}-{}.log", pod.name)),
         ));
-        Ok(())
     }
 
     /// Stops every process, sidecars first.

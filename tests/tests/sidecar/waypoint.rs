@@ -8,7 +8,6 @@
 //! never the backends directly. sidecar → waypoint → sidecar.
 
 use std::{
-    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     time::Duration,
 };
@@ -19,7 +18,7 @@ use braid_capture::testing::{TestNet, TestPod, require_root};
 use crate::{
     l7,
     mesh::Mesh,
-    routes::{get, send, start_app, with_header},
+    routes::{canary_and_split, get, send, start_app},
     support::{HOST, eventually, pod_token},
 };
 
@@ -157,26 +156,8 @@ fn a_waypoint_applies_the_routes_of_the_services_it_fronts() -> anyhow::Result<(
         },
     );
 
-    // The header match, applied at the waypoint.
-    let canary: Vec<_> = (0..20)
-        .map(|_| with_header("/", Some(("x-canary", "yes"))))
-        .collect();
-    for reply in send(client, web, &canary)? {
-        ensure!(reply.field("pod") == "web-v2", "x-canary: yes: {reply:?}");
-    }
-    // 2 000 requests split 80/20 within 4 points.
-    let mut shares = BTreeMap::<String, usize>::new();
-    for _ in 0..10 {
-        let batch: Vec<_> = (0..200).map(|_| get("/")).collect();
-        for reply in send(client, web, &batch)? {
-            ensure!(reply.status == 200, "split: {reply:?}");
-            *shares.entry(reply.field("pod").to_string()).or_default() += 1;
-        }
-    }
-    let share = |pod: &str| shares.get(pod).copied().unwrap_or_default() as f64 / 20.0;
-    ensure!((share("web-v1") - 80.0).abs() <= 4.0, "split: {shares:?}");
-    ensure!((share("web-v2") - 20.0).abs() <= 4.0, "split: {shares:?}");
-
+    // The header match and the 80/20 split, applied at the waypoint.
+    canary_and_split(client, web)?;
     check_metrics(client, waypoint)?;
 
     // Bypass: the pod behind the waypoint refuses a direct call; through
