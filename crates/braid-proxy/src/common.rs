@@ -329,7 +329,7 @@ pub(crate) fn state_json(state: &ProxyState) -> serde_json::Value {
 
 mod pod_view;
 
-pub(crate) use pod_view::PodView;
+pub(crate) use pod_view::{OnePod, is_namespaced};
 
 #[cfg(test)]
 mod tests;

@@ -10,20 +10,16 @@
 //! the way out ([`crate::l7`]): requests are routed, counted and logged one
 //! by one.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use braid_capture::NetNs;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::{
-    admin::AdminView,
-    common::{EndpointArgs, Mesh, MeshArgs, PodView, Running, StartError, serve_endpoints},
-    hbone::{Pool, Settings},
+    common::{EndpointArgs, MeshArgs, OnePod, Running, StartError},
     listeners,
-    state::ProxyState,
-    telemetry::Metrics,
-    upstream::PodContext,
+    state::{ProxyState, Waypoints},
 };
 
 /// Configuration of `braid-proxy sidecar`.
@@ -57,50 +53,30 @@ impl Sidecar {
     /// connects to the control plane. Returns once the listeners are bound,
     /// so the redirect rules never point at a closed port for long.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let pod_ok = config
-            .pod
-            .split_once('/')
-            .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty());
-        if !pod_ok {
-            return Err(StartError::Pod(config.pod.clone()));
-        }
         let netns = NetNs::current().map_err(|e| StartError::Bind(e.to_string()))?;
-        let listeners = listeners::bind(&netns, &config.pod).map_err(StartError::Bind)?;
-        let Mesh {
-            bundle,
-            certs,
-            state,
-            xds,
-            xds_task,
-        } = Mesh::connect(&config.mesh, &format!("sidecar~{}", config.pod))?;
-        let metrics = Metrics::default();
-        let pod = Arc::new(PodContext {
-            workload: config.pod.clone(),
+        let one = OnePod::connect(
+            &config.mesh,
+            &config.pod,
+            "sidecar",
             netns,
-            state: state.clone(),
-            certs: certs.clone(),
-            pool: Pool::new(bundle.clone(), Settings::default()),
-            metrics: metrics.clone(),
-            origin: 0,
-            waypoints: crate::state::Waypoints::Honour,
-            mark: own_mark(),
-        });
-        let proxy = listeners::serve(pod, listeners, bundle, Some(crate::l7::Senders::default()));
-        let view: Arc<dyn AdminView> = Arc::new(PodView {
-            pod: config.pod.clone(),
-            state: state.clone(),
-            metrics,
-            certs: certs.clone(),
-            xds: xds.clone(),
-            extra: serde_json::Map::new(),
-        });
-        let (admin_addrs, mut tasks) = serve_endpoints(&config.endpoints, view).await?;
-        tasks.push(xds_task);
+            Waypoints::Honour,
+            own_mark(),
+        )?;
+        let listeners = listeners::bind(&one.pod.netns, &config.pod).map_err(StartError::Bind)?;
+        let proxy = listeners::serve(
+            one.pod.clone(),
+            listeners,
+            one.bundle.clone(),
+            Some(crate::l7::Senders::default()),
+        );
+        let (state, admin_addrs, running) = one
+            .serve_endpoints(&config.endpoints, serde_json::Map::new())
+            .await?;
         tracing::info!(pod = %config.pod, "sidecar serving 15001, 15006 and 15008");
         Ok(Self {
             state,
             admin_addrs,
-            running: Running { xds, certs, tasks },
+            running,
             _proxy: proxy,
         })
     }

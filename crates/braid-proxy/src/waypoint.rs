@@ -19,12 +19,10 @@ use serde::Serialize;
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
-    admin::AdminView,
-    common::{EndpointArgs, Mesh, MeshArgs, PodView, Running, StartError, serve_endpoints},
-    hbone::{Pool, Server, Settings},
+    common::{EndpointArgs, MeshArgs, OnePod, Running, StartError, is_namespaced},
+    hbone::{Server, Settings},
     l7::Senders,
     state::{ProxyState, Waypoints},
-    telemetry::Metrics,
     upstream::PodContext,
 };
 
@@ -72,18 +70,10 @@ impl Waypoint {
     /// Binds the HBONE listener and connects to the control plane; serves
     /// tunnels once the control plane sent the pod and its certificate.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let pod_ok = |value: &str| {
-            value
-                .split_once('/')
-                .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty())
-        };
-        if !pod_ok(&config.pod) {
-            return Err(StartError::Pod(config.pod.clone()));
-        }
         let Some((namespace, name)) = config
             .waypoint
             .split_once('/')
-            .filter(|_| pod_ok(&config.waypoint))
+            .filter(|_| is_namespaced(&config.waypoint))
         else {
             return Err(StartError::Bind(format!(
                 "--waypoint {:?}: expected <namespace>/<name>, the Gateway the braid.dev/waypoint labels name",
@@ -101,45 +91,25 @@ impl Waypoint {
         let hbone_addr = listener
             .local_addr()
             .map_err(|e| StartError::Bind(e.to_string()))?;
-        let Mesh {
-            bundle,
-            certs,
-            state,
-            xds,
-            xds_task,
-        } = Mesh::connect(&config.mesh, &format!("waypoint~{}", config.pod))?;
-        let metrics = Metrics::default();
-        let pod = Arc::new(PodContext {
-            workload: config.pod.clone(),
+        let one = OnePod::connect(
+            &config.mesh,
+            &config.pod,
+            "waypoint",
             netns,
-            state: state.clone(),
-            certs: certs.clone(),
-            pool: Pool::new(bundle.clone(), Settings::default()),
-            metrics: metrics.clone(),
-            origin: 0,
-            waypoints: Waypoints::Skip,
-            mark: None,
-        });
+            Waypoints::Skip,
+            None,
+        )?;
         let mut proxy = JoinSet::new();
-        proxy.spawn(serve(listener, pod, bundle, this));
+        proxy.spawn(serve(listener, one.pod.clone(), one.bundle.clone(), this));
         let mut extra = serde_json::Map::new();
         extra.insert("waypoint".into(), config.waypoint.clone().into());
-        let view: Arc<dyn AdminView> = Arc::new(PodView {
-            pod: config.pod.clone(),
-            state: state.clone(),
-            metrics,
-            certs: certs.clone(),
-            xds: xds.clone(),
-            extra,
-        });
-        let (admin_addrs, mut tasks) = serve_endpoints(&config.endpoints, view).await?;
-        tasks.push(xds_task);
+        let (state, admin_addrs, running) = one.serve_endpoints(&config.endpoints, extra).await?;
         tracing::info!(pod = %config.pod, waypoint = %config.waypoint, %hbone_addr, "waypoint serving HBONE");
         Ok(Self {
             state,
             hbone_addr,
             admin_addrs,
-            running: Running { xds, certs, tasks },
+            running,
             _proxy: proxy,
         })
     }

@@ -1,6 +1,8 @@
-//! What the admin endpoints show of a proxy that serves one pod (a sidecar,
-//! a waypoint): the mesh as it sees it, its certificates and xDS state, its
-//! metrics, and ready once the control plane knows the pod.
+//! What the two one-pod compositions (sidecar, waypoint) share: connecting
+//! as their pod and building its context ([`OnePod`]), and what their admin
+//! endpoints show ([`PodView`]): the mesh as the proxy sees it, its
+//! certificates and xDS state, its metrics, and ready once the control
+//! plane knows the pod.
 
 use braid_identity::CertificateManager;
 use braid_xds::ClientHandle;
@@ -43,5 +45,87 @@ impl AdminView for PodView {
             return Err(format!("the control plane does not know pod {}", self.pod));
         }
         Ok(())
+    }
+}
+
+/// What a one-pod proxy (sidecar, waypoint) holds once connected: its pod's
+/// context and the mesh link behind it.
+pub(crate) struct OnePod {
+    /// The pod's context, for its listeners.
+    pub(crate) pod: std::sync::Arc<crate::upstream::PodContext>,
+    /// The mesh's roots, for serving HBONE.
+    pub(crate) bundle: braid_identity::TrustBundle,
+    mesh: super::Mesh,
+    metrics: Metrics,
+}
+
+/// Whether `value` is `<namespace>/<name>` with both parts set.
+pub(crate) fn is_namespaced(value: &str) -> bool {
+    value
+        .split_once('/')
+        .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty())
+}
+
+impl OnePod {
+    /// Checks `--pod`, connects to the control plane as `<role>~<pod>` and
+    /// builds the pod's context in `netns`.
+    pub(crate) fn connect(
+        args: &super::MeshArgs,
+        pod: &str,
+        role: &str,
+        netns: braid_capture::NetNs,
+        waypoints: crate::state::Waypoints,
+        mark: Option<u32>,
+    ) -> Result<Self, super::StartError> {
+        if !is_namespaced(pod) {
+            return Err(super::StartError::Pod(pod.to_string()));
+        }
+        let mesh = super::Mesh::connect(args, &format!("{role}~{pod}"))?;
+        let metrics = Metrics::default();
+        let context = std::sync::Arc::new(crate::upstream::PodContext {
+            workload: pod.to_string(),
+            netns,
+            state: mesh.state.clone(),
+            certs: mesh.certs.clone(),
+            pool: crate::hbone::Pool::new(mesh.bundle.clone(), crate::hbone::Settings::default()),
+            metrics: metrics.clone(),
+            origin: 0,
+            waypoints,
+            mark,
+        });
+        Ok(Self {
+            pod: context,
+            bundle: mesh.bundle.clone(),
+            mesh,
+            metrics,
+        })
+    }
+
+    /// Serves the admin, metrics and readiness endpoints (`extra` added to
+    /// the config dump); the state, the endpoints' addresses and what keeps
+    /// running.
+    pub(crate) async fn serve_endpoints(
+        self,
+        args: &super::EndpointArgs,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(ProxyState, [std::net::SocketAddr; 3], super::Running), super::StartError> {
+        let super::Mesh {
+            certs,
+            state,
+            xds,
+            xds_task,
+            ..
+        } = self.mesh;
+        let view: std::sync::Arc<dyn AdminView> = std::sync::Arc::new(PodView {
+            pod: self.pod.workload.clone(),
+            state: state.clone(),
+            metrics: self.metrics,
+            certs: certs.clone(),
+            xds: xds.clone(),
+            extra,
+        });
+        let (addrs, mut tasks) = super::serve_endpoints(args, view).await?;
+        tasks.push(xds_task);
+        Ok((state, addrs, super::Running { xds, certs, tasks }))
     }
 }

@@ -63,7 +63,7 @@ impl ProxyState {
     pub fn resolve(&self, original: SocketAddr, waypoints: Waypoints) -> Result<Resolved, String> {
         let service = self.service_by_vip(original.ip());
         if waypoints == Waypoints::Honour
-            && let Some(waypoint) = self.waypoint_of(original)
+            && let Some(waypoint) = self.waypoint_behind(service.as_deref(), original)
         {
             return self.via_waypoint(&waypoint, original).map(Resolved::Mesh);
         }
@@ -89,7 +89,17 @@ impl ProxyState {
     /// The waypoint that fronts `original`: its Service's, or for a pod's
     /// own address, its workload's. `None` when nothing names one.
     pub fn waypoint_of(&self, original: SocketAddr) -> Option<WaypointRef> {
-        match self.service_by_vip(original.ip()) {
+        self.waypoint_behind(self.service_by_vip(original.ip()).as_deref(), original)
+    }
+
+    /// [`ProxyState::waypoint_of`] with the Service at `original`'s address
+    /// already looked up.
+    fn waypoint_behind(
+        &self,
+        service: Option<&Service>,
+        original: SocketAddr,
+    ) -> Option<WaypointRef> {
+        match service {
             Some(service) => service.waypoint.clone(),
             None => self.workload_by_ip(original.ip())?.waypoint.clone(),
         }
