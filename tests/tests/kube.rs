@@ -24,3 +24,6 @@ mod install;
 
 #[path = "kube/routes.rs"]
 mod routes;
+
+#[path = "kube/waypoints.rs"]
+mod waypoints;

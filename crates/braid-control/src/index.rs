@@ -26,6 +26,7 @@ use crate::{
 
 pub mod publisher;
 pub mod routes;
+pub mod waypoints;
 
 /// Resource updates for one publish: per type, name -> new resource or removal.
 pub type Updates = [BTreeMap<String, Option<Arc<Resource>>>; ResourceType::COUNT];
@@ -52,6 +53,11 @@ pub struct Index {
     /// The `ResolvedRefs` problems of each namespace's routes, as last
     /// computed.
     route_problems: HashMap<String, routes::Problems>,
+    /// What each namespace's waypoint Gateways have, as last computed.
+    waypoint_states: HashMap<String, waypoints::States>,
+    /// Route problems or waypoint states changed since the last
+    /// [`Index::take_findings`].
+    findings_changed: bool,
     /// Config-error entries to replace, collected by [`Index::updates`] for
     /// [`Index::take_config_errors`] (an empty list clears an entry).
     error_updates: BTreeMap<PathBuf, Vec<ConfigError>>,
@@ -68,6 +74,7 @@ struct Space {
     policies: BTreeMap<String, Arc<KubeObject>>,
     peer_authentications: BTreeMap<String, Arc<KubeObject>>,
     http_routes: BTreeMap<String, Arc<KubeObject>>,
+    gateways: BTreeMap<String, Arc<KubeObject>>,
 }
 
 // === impl Index ===
@@ -110,6 +117,7 @@ impl Index {
             Kind::AuthorizationPolicy => &mut space.policies,
             Kind::PeerAuthentication => &mut space.peer_authentications,
             Kind::HttpRoute => &mut space.http_routes,
+            Kind::Gateway => &mut space.gateways,
             Kind::ServiceAccount => {
                 space.service_accounts.insert(key.name);
                 self.dirty.insert(key.namespace);
@@ -143,6 +151,7 @@ impl Index {
                 Kind::AuthorizationPolicy => drop(space.policies.remove(&key.name)),
                 Kind::PeerAuthentication => drop(space.peer_authentications.remove(&key.name)),
                 Kind::HttpRoute => drop(space.http_routes.remove(&key.name)),
+                Kind::Gateway => drop(space.gateways.remove(&key.name)),
                 Kind::Namespace | Kind::ProxyToken => {}
             }
         }
@@ -192,8 +201,9 @@ impl Index {
     pub fn updates(&mut self, current: &Snapshot) -> Updates {
         let mut updates: Updates = Default::default();
         for ns in std::mem::take(&mut self.dirty) {
-            let (fresh, problems) = self.resources_of(&ns);
+            let (fresh, problems, states) = self.resources_of(&ns);
             self.note_route_problems(&ns, problems);
+            self.note_waypoint_states(&ns, states);
             for ty in ResourceType::ALL {
                 let i = ty as usize;
                 let old = namespace_range(current.resources(ty), &ns);
@@ -235,10 +245,41 @@ impl Index {
             .collect()
     }
 
+    /// What the status writer needs from the index (route problems,
+    /// waypoint states), when it changed since the last call.
+    pub fn take_findings(&mut self) -> Option<crate::status::Findings> {
+        if !std::mem::take(&mut self.findings_changed) {
+            return None;
+        }
+        let waypoints = self
+            .waypoint_states
+            .iter()
+            .flat_map(|(ns, states)| {
+                states
+                    .iter()
+                    .map(move |(name, state)| ((ns.clone(), name.clone()), state.clone()))
+            })
+            .collect();
+        Some(crate::status::Findings {
+            routes: self.route_problems(),
+            waypoints,
+        })
+    }
+
+    /// Records namespace `ns`'s waypoint states.
+    fn note_waypoint_states(&mut self, ns: &str, fresh: waypoints::States) {
+        let old = self.waypoint_states.remove(ns).unwrap_or_default();
+        self.findings_changed |= old != fresh;
+        if !fresh.is_empty() {
+            self.waypoint_states.insert(ns.to_string(), fresh);
+        }
+    }
+
     /// Records namespace `ns`'s route problems, noting the entries that
     /// changed.
     fn note_route_problems(&mut self, ns: &str, fresh: routes::Problems) {
         let old = self.route_problems.remove(ns).unwrap_or_default();
+        self.findings_changed |= old != fresh;
         for name in old.keys().filter(|name| !fresh.contains_key(*name)) {
             self.error_updates
                 .insert(routes::problems_path(ns, name), Vec::new());
@@ -256,18 +297,21 @@ impl Index {
     }
 
     /// Translates every object of namespace `ns` into resources, and
-    /// reports the route references that do not resolve.
+    /// reports the route references that do not resolve and what each
+    /// waypoint Gateway has.
     fn resources_of(
         &self,
         ns: &str,
     ) -> (
         [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT],
         routes::Problems,
+        waypoints::States,
     ) {
         let mut out: [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT] = Default::default();
         let mut problems = routes::Problems::new();
+        let mut states = waypoints::States::new();
         let Some(space) = self.spaces.get(ns) else {
-            return (out, problems);
+            return (out, problems, states);
         };
         let namespace = self.namespaces.get(ns).and_then(|o| match o.as_ref() {
             KubeObject::Namespace(ns) => Some(ns.as_ref()),
@@ -285,10 +329,22 @@ impl Index {
             );
             out[ResourceType::Workload as usize].insert(name, Arc::new(r));
         }
+        // A waypoint Gateway without a Service of its name gets the one
+        // Braid would make for it (the YAML directory has nobody to make
+        // it); on Kubernetes the control plane creates it and it is read
+        // like any other.
+        let implied: Vec<(String, k8s_openapi::api::core::v1::Service)> = space
+            .gateways
+            .values()
+            .filter_map(|o| o.as_waypoint())
+            .filter(|w| !space.services.contains_key(&w.name))
+            .map(|w| (w.name.clone(), waypoints::implied_service(w)))
+            .collect();
         let services = space
             .services
             .iter()
-            .filter_map(|(n, o)| o.as_service().map(|s| (n, s)));
+            .filter_map(|(n, o)| o.as_service().map(|s| (n, s)))
+            .chain(implied.iter().map(|(n, s)| (n, s)));
         for (name, svc) in services {
             let slices: Vec<&EndpointSlice> = space
                 .slices
@@ -304,6 +360,14 @@ impl Index {
                 .collect();
             match k8s::service_from_kube(svc, namespace, &pods, &slices, &self.settings) {
                 Ok(s) => {
+                    if space
+                        .gateways
+                        .get(name)
+                        .and_then(|o| o.as_waypoint())
+                        .is_some()
+                    {
+                        states.insert(name.clone(), waypoints::State::of(&s));
+                    }
                     let name = s.reference.to_string();
                     let r = Resource::encode(
                         ResourceType::Service,
@@ -360,7 +424,11 @@ impl Index {
             );
             out[ResourceType::HttpRoute as usize].insert(name, Arc::new(r));
         }
-        (out, problems)
+        // A waypoint whose Service did not translate still has a state.
+        for waypoint in space.gateways.values().filter_map(|o| o.as_waypoint()) {
+            states.entry(waypoint.name.clone()).or_default();
+        }
+        (out, problems, states)
     }
 }
 
@@ -375,6 +443,7 @@ impl Space {
             && self.policies.is_empty()
             && self.peer_authentications.is_empty()
             && self.http_routes.is_empty()
+            && self.gateways.is_empty()
     }
 }
 

@@ -27,7 +27,7 @@ pub mod patch;
 pub mod register;
 pub mod review;
 pub mod server;
-mod template;
+pub(crate) mod template;
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@ pub mod source;
 pub mod status;
 pub mod tls;
 pub mod tokenreview;
+pub mod waypoints;
 pub mod xds;
 
 pub use config::Config;

@@ -143,14 +143,14 @@ impl ControlPlane {
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (identities_tx, identities) = watch::channel(Arc::new(Identities::default()));
         let (namespaces_tx, namespaces) = watch::channel(Arc::new(NamespaceModes::new()));
-        let (route_problems_tx, route_problems) = watch::channel(Arc::default());
+        let (findings_tx, findings) = watch::channel(Arc::default());
         let outputs = Outputs {
             snapshots: snapshot_tx,
             identities: identities_tx,
             namespaces: namespaces_tx,
             metrics: metrics.clone(),
             errors: errors.clone(),
-            route_problems: route_problems_tx,
+            findings: findings_tx,
         };
         publisher::apply_and_publish(&mut index, initial, &outputs);
         tracing::info!(
@@ -180,7 +180,7 @@ impl ControlPlane {
             &config,
             ca.as_deref(),
             change_tx,
-            route_problems,
+            findings,
             metrics.clone(),
             shutdown_rx.clone(),
         ));

@@ -43,6 +43,9 @@ pub enum KubeObject {
     /// `gateway.networking.k8s.io/v1 HTTPRoute`, translated at the edge
     /// (the Service lookups of its backends happen in the index).
     HttpRoute(Box<braid_crd::httproute::ConvertedRoute>),
+    /// `gateway.networking.k8s.io/v1 Gateway` of class `braid-waypoint`:
+    /// a waypoint (Gateways of other classes are not kept).
+    Gateway(Box<braid_crd::gateway::Waypoint>),
 }
 
 /// The kinds of [`KubeObject`].
@@ -66,6 +69,8 @@ pub enum Kind {
     ProxyToken,
     /// Gateway API HTTPRoute.
     HttpRoute,
+    /// Gateway API Gateway (waypoints).
+    Gateway,
 }
 
 /// Identifies one object: kind, namespace (empty when cluster-scoped), name.
@@ -116,6 +121,7 @@ impl Kind {
             Self::PeerAuthentication => "PeerAuthentication",
             Self::ProxyToken => "Secret",
             Self::HttpRoute => "HTTPRoute",
+            Self::Gateway => "Gateway",
         }
     }
 }
@@ -179,6 +185,14 @@ impl KubeObject {
         }
     }
 
+    /// The waypoint Gateway, if this is one.
+    pub fn as_waypoint(&self) -> Option<&braid_crd::gateway::Waypoint> {
+        match self {
+            Self::Gateway(w) => Some(w),
+            _ => None,
+        }
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
@@ -191,6 +205,7 @@ impl KubeObject {
             Self::PeerAuthentication(_) => Kind::PeerAuthentication,
             Self::ProxyToken(_) => Kind::ProxyToken,
             Self::HttpRoute(_) => Kind::HttpRoute,
+            Self::Gateway(_) => Kind::Gateway,
         }
     }
 }

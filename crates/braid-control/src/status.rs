@@ -5,7 +5,9 @@
 //! `kubectl get bap` and `kubectl wait --for=condition=Accepted` show what
 //! the mesh made of an object. An HTTPRoute gets Gateway API route status
 //! instead ([`route`]): `Accepted` and `ResolvedRefs` at each Service
-//! parent, with the specification's reasons.
+//! parent, with the specification's reasons. A waypoint Gateway gets
+//! `Accepted`, `Programmed` and its addresses ([`gateway`]), and before
+//! that its ServiceAccount, Service and Deployment ([`crate::waypoints`]).
 //!
 //! Several control-plane replicas may run; only the one holding the
 //! `coordination.k8s.io/v1` Lease writes ([`lease`]), so replicas never fight
@@ -32,11 +34,13 @@ use std::{
 use tokio::sync::watch;
 
 pub mod desired;
+pub mod gateway;
 pub mod lease;
 pub mod route;
 mod writer;
 
 pub use desired::{CrdStatus, desired_status, is_up_to_date};
+pub use gateway::{GatewayStatus, desired_gateway_status, gateway_is_up_to_date};
 pub use route::{RouteStatus, desired_route_status, route_is_up_to_date};
 
 /// The field manager of every status write and of the Lease.
@@ -51,6 +55,8 @@ pub enum CrdKind {
     PeerAuthentication,
     /// `httproutes.gateway.networking.k8s.io` (Gateway API route status).
     HttpRoute,
+    /// `gateways.gateway.networking.k8s.io` of class `braid-waypoint`.
+    Gateway,
 }
 
 /// The verdict on one object at one generation.
@@ -70,6 +76,9 @@ pub struct Verdict {
     /// For a route: the references that do not resolve, as one
     /// `ResolvedRefs=False` condition; always `None` for Braid CRDs.
     pub unresolved: Option<Problem>,
+    /// For a waypoint Gateway: what the index sees of it (ready pods,
+    /// addresses); `None` for other kinds, or before the index saw it.
+    pub waypoint: Option<crate::index::waypoints::State>,
 }
 
 /// A condition's reason and message.
@@ -88,6 +97,16 @@ pub type Verdicts = BTreeMap<(CrdKind, String, String), Verdict>;
 /// (namespace, name); a route without problems is absent.
 pub type RouteProblems = BTreeMap<(String, String), Vec<braid_crd::httproute::BackendProblem>>;
 
+/// What the status writer needs from the index, beside the source's
+/// verdicts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Findings {
+    /// Route references that do not resolve (`ResolvedRefs`).
+    pub routes: RouteProblems,
+    /// Each waypoint Gateway's state, by (namespace, name) (`Programmed`).
+    pub waypoints: BTreeMap<(String, String), crate::index::waypoints::State>,
+}
+
 /// How the status writer elects its leader.
 #[derive(Clone, Debug)]
 pub struct StatusConfig {
@@ -105,15 +124,16 @@ pub struct StatusConfig {
     /// Set while this replica holds the Lease (the `braid_control_leader`
     /// gauge reads it).
     pub is_leader: Arc<AtomicBool>,
+    /// The proxy settings of the waypoint Deployments the leader writes
+    /// (image, control plane address, trust domain), as for injection.
+    pub proxy: crate::inject::InjectConfig,
 }
 
 /// The Kubernetes source's verdicts in the writer's terms, with the index's
-/// `ResolvedRefs` problems joined to the routes; kinds the writer does not
-/// handle are skipped.
-pub fn from_source(
-    map: &crate::source::kubernetes::VerdictMap,
-    routes: &RouteProblems,
-) -> Verdicts {
+/// findings joined: `ResolvedRefs` problems to the routes, waypoint states
+/// to the Gateways. Kinds the writer does not handle are skipped.
+pub fn from_source(map: &crate::source::kubernetes::VerdictMap, findings: &Findings) -> Verdicts {
+    let routes = &findings.routes;
     map.iter()
         .filter_map(|(key, verdict)| {
             let kind = CrdKind::from_kind(key.kind)?;
@@ -123,6 +143,13 @@ pub fn from_source(
                     .and_then(|problems| unresolved(problems)),
                 _ => None,
             };
+            let waypoint = match kind {
+                CrdKind::Gateway => findings
+                    .waypoints
+                    .get(&(key.namespace.clone(), key.name.clone()))
+                    .cloned(),
+                _ => None,
+            };
             let verdict = Verdict {
                 kind,
                 namespace: key.namespace.clone(),
@@ -130,6 +157,7 @@ pub fn from_source(
                 generation: verdict.generation,
                 error: verdict.error.clone(),
                 unresolved,
+                waypoint,
             };
             Some(((kind, key.namespace.clone(), key.name.clone()), verdict))
         })
@@ -160,6 +188,7 @@ impl CrdKind {
             crate::source::Kind::AuthorizationPolicy => Some(Self::AuthorizationPolicy),
             crate::source::Kind::PeerAuthentication => Some(Self::PeerAuthentication),
             crate::source::Kind::HttpRoute => Some(Self::HttpRoute),
+            crate::source::Kind::Gateway => Some(Self::Gateway),
             _ => None,
         }
     }
@@ -170,6 +199,7 @@ impl CrdKind {
             Self::AuthorizationPolicy => "AuthorizationPolicy",
             Self::PeerAuthentication => "PeerAuthentication",
             Self::HttpRoute => "HTTPRoute",
+            Self::Gateway => "Gateway",
         }
     }
 }
@@ -193,6 +223,7 @@ impl StatusConfig {
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
             is_leader: Arc::new(AtomicBool::new(false)),
+            proxy: crate::inject::InjectConfig::defaults(),
         }
     }
 
@@ -218,7 +249,7 @@ pub async fn run(
     let (leader_tx, leader_rx) = watch::channel(false);
     let elector = lease::Elector::new(client.clone(), config.clone(), leader_tx);
     let election = tokio::spawn(elector.run(stop_rx));
-    let mut writer = writer::Writer::new(client, config.renew_every);
+    let mut writer = writer::Writer::new(client, config.renew_every, config.proxy.clone());
     tokio::select! {
         () = writer.run(verdicts, leader_rx) => {}
         _ = shutdown.wait_for(|stop| *stop) => {}

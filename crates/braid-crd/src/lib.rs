@@ -38,6 +38,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 mod authorization_policy;
+pub mod gateway;
 pub mod httproute;
 mod limits;
 mod peer_authentication;

@@ -14,7 +14,7 @@ use crate::{
     metrics::Metrics,
     snapshot::Snapshot,
     source::{Change, ConfigErrors},
-    status::RouteProblems,
+    status::Findings,
 };
 
 /// When to publish after a change.
@@ -41,8 +41,9 @@ pub struct Outputs {
     /// Where the index reports what it finds wrong with objects the
     /// sources accepted (HTTPRoute references that do not resolve).
     pub errors: ConfigErrors,
-    /// The same route problems, for the status writer (`ResolvedRefs`).
-    pub route_problems: watch::Sender<Arc<RouteProblems>>,
+    /// The same route problems and each waypoint's state, for the status
+    /// writer (`ResolvedRefs`, `Programmed`).
+    pub findings: watch::Sender<Arc<Findings>>,
 }
 
 /// Applies every change in `batch` and publishes. Used for the initial load,
@@ -95,11 +96,8 @@ fn publish(index: &mut Index, outputs: &Outputs) {
     let current = outputs.snapshots.borrow().clone();
     let updates = index.updates(&current);
     let errors = index.take_config_errors();
-    if !errors.is_empty() {
-        // The entries change exactly when some route's problems do.
-        outputs
-            .route_problems
-            .send_replace(Arc::new(index.route_problems()));
+    if let Some(findings) = index.take_findings() {
+        outputs.findings.send_replace(Arc::new(findings));
     }
     for (path, errors) in errors {
         if let Some(first) = errors.first() {

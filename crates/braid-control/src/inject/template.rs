@@ -49,7 +49,7 @@ pub(super) fn init_container(config: &InjectConfig, exclusions: &Exclusions) -> 
 /// `initContainers`) or, with `legacy_sidecar`, a regular container. The
 /// startup probe holds back the containers after it until the proxy has its
 /// configuration and certificate.
-pub(super) fn proxy_container(config: &InjectConfig) -> Container {
+pub(crate) fn proxy_container(config: &InjectConfig) -> Container {
     let ready = Probe {
         http_get: Some(HTTPGetAction {
             path: Some("/healthz/ready".to_string()),
@@ -105,7 +105,7 @@ pub(super) fn proxy_container(config: &InjectConfig) -> Container {
 }
 
 /// The proxy's volumes: the root certificate and its token.
-pub(super) fn volumes() -> Vec<Volume> {
+pub(crate) fn volumes() -> Vec<Volume> {
     let ca_root = Volume {
         name: CA_ROOT_VOLUME.to_string(),
         config_map: Some(ConfigMapVolumeSource {

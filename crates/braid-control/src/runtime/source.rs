@@ -67,14 +67,14 @@ impl Opened {
 
     /// Spawns the tasks that follow the source until `changes` closes.
     /// With the API server, also writes status (the source's verdicts
-    /// joined with the index's `route_problems`) and, with a CA, keeps the
+    /// joined with the index's findings) and, with a CA, keeps the
     /// webhook registration's `caBundle` current.
     pub(super) fn spawn(
         self,
         config: &Config,
         ca: Option<&Ca>,
         changes: mpsc::Sender<Vec<Change>>,
-        mut route_problems: watch::Receiver<Arc<crate::status::RouteProblems>>,
+        mut findings: watch::Receiver<Arc<crate::status::Findings>>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
@@ -83,31 +83,32 @@ impl Opened {
                 vec![tokio::spawn(source.run(watcher, changes, metrics))]
             }
             Self::Kube(source, client) => {
-                let status = crate::status::StatusConfig::new(
+                let mut status = crate::status::StatusConfig::new(
                     replica_name(config),
                     config.pod_namespace.clone(),
                 );
+                status.proxy = config.inject_config();
                 let _ = metrics.leader.set(status.is_leader.clone());
                 let leader = status.is_leader.clone();
                 let mut verdicts = source.verdicts();
                 let (verdicts_tx, verdicts_rx) =
                     watch::channel(Arc::new(crate::status::from_source(
                         &verdicts.borrow_and_update(),
-                        &route_problems.borrow_and_update(),
+                        &findings.borrow_and_update(),
                     )));
                 let mut tasks = vec![
                     tokio::spawn(source.run(changes)),
-                    // The source's verdicts and the index's route problems,
+                    // The source's verdicts and the index's findings,
                     // joined in the writer's terms.
                     tokio::spawn(async move {
                         loop {
                             tokio::select! {
                                 changed = verdicts.changed() => if changed.is_err() { break },
-                                changed = route_problems.changed() => if changed.is_err() { break },
+                                changed = findings.changed() => if changed.is_err() { break },
                             }
                             let next = crate::status::from_source(
                                 &verdicts.borrow_and_update(),
-                                &route_problems.borrow_and_update(),
+                                &findings.borrow_and_update(),
                             );
                             verdicts_tx.send_replace(Arc::new(next));
                         }

@@ -43,6 +43,8 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("braid.dev/v1alpha1", "AuthorizationPolicy"),
     ("braid.dev/v1alpha1", "PeerAuthentication"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "GatewayClass"),
     ("v1", "Secret"),
     ("v1", "List"),
 ];
@@ -126,6 +128,18 @@ fn parse_value(
             let RouteDocument { metadata, spec } = typed(value, prefix)?;
             http_route(metadata, spec)
         }
+        ("gateway.networking.k8s.io/v1", "Gateway") => {
+            let RouteDocument { metadata, spec } = typed(value, prefix)?;
+            match gateway(metadata, spec) {
+                // Another class: another controller's Gateway.
+                Ok(None) => return Ok(()),
+                Ok(Some(object)) => Ok(object),
+                Err(e) => Err(e),
+            }
+        }
+        // GatewayClasses are cluster-wide settings of their controllers;
+        // the waypoint class is known by name, so there is nothing to keep.
+        ("gateway.networking.k8s.io/v1", "GatewayClass") => return Ok(()),
         _ => {
             let supported: Vec<String> =
                 SUPPORTED.iter().map(|(a, k)| format!("{a} {k}")).collect();
@@ -215,7 +229,7 @@ pub(crate) fn peer_authentication(
     ))
 }
 
-/// An HTTPRoute as written: Braid's metadata type, and the spec kept as
+/// An HTTPRoute or Gateway as written: Braid's metadata type, and the spec kept as
 /// JSON until `braid-crd` reads it into the `gateway-api` crate's types
 /// (which are built on another k8s-openapi, so only their serde is used).
 #[derive(Deserialize)]
@@ -244,6 +258,18 @@ pub(crate) fn http_route(
     let spec = braid_crd::httproute::spec_from_json(spec)?;
     let route = braid_crd::httproute::http_route(&metadata, &spec)?;
     Ok(KubeObject::HttpRoute(Box::new(route)))
+}
+
+/// A Gateway: `None` unless its class is `braid-waypoint`; translated
+/// here, at the edge, like [`http_route`] (the same document shape).
+pub(crate) fn gateway(
+    mut metadata: ObjectMeta,
+    spec: serde_json::Value,
+) -> Result<Option<KubeObject>, FieldError> {
+    require_name(&metadata, "")?;
+    default_namespace(&mut metadata);
+    let waypoint = braid_crd::gateway::waypoint(&metadata, spec)?;
+    Ok(waypoint.map(|w| KubeObject::Gateway(Box::new(w))))
 }
 
 fn require_name(meta: &ObjectMeta, prefix: &str) -> Result<(), FieldError> {
@@ -318,6 +344,7 @@ pub fn key_of(object: &KubeObject) -> Option<ObjectKey> {
         KubeObject::PeerAuthentication(p) => (p.namespace.clone(), Some(p.name.clone())),
         KubeObject::ProxyToken(t) => (t.namespace.clone(), Some(t.name.clone())),
         KubeObject::HttpRoute(r) => (r.route.namespace.clone(), Some(r.route.name.clone())),
+        KubeObject::Gateway(w) => (w.namespace.clone(), Some(w.name.clone())),
     };
     let name = name.filter(|n| !n.is_empty())?;
     Some(ObjectKey {

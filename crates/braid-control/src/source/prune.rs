@@ -33,6 +33,7 @@ pub fn prune(object: &mut KubeObject) {
         | KubeObject::AuthorizationPolicy(_)
         | KubeObject::PeerAuthentication(_)
         | KubeObject::HttpRoute(_)
+        | KubeObject::Gateway(_)
         | KubeObject::ProxyToken(_) => {}
     }
 }

@@ -28,6 +28,7 @@ fn verdict(generation: i64, error: Option<&str>) -> Verdict {
         generation: Some(generation),
         error: error.map(str::to_string),
         unresolved: None,
+        waypoint: None,
     }
 }
 
@@ -197,7 +198,7 @@ fn source_verdicts_convert() {
             },
         ),
     ]);
-    let verdicts = super::from_source(&map, &super::RouteProblems::new());
+    let verdicts = super::from_source(&map, &super::Findings::default());
     assert_eq!(verdicts.len(), 2, "pods have no status to write");
     let web = &verdicts[&(CrdKind::AuthorizationPolicy, "shop".into(), "web".into())];
     assert_eq!(web, &verdict(2, Some(ERROR)));

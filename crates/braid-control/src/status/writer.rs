@@ -1,6 +1,8 @@
 //! The I/O half of status writing: while leader, read each object whose
 //! verdict changed and patch its `/status` when it differs from
-//! [`desired_status`] (or, on a route, [`desired_route_status`]).
+//! [`desired_status`] (or, on a route, [`desired_route_status`]; on a
+//! waypoint Gateway, [`desired_gateway_status`], after applying the
+//! waypoint's objects).
 //!
 //! A verdict is remembered once it is on the object (or needs no write), so
 //! an unchanged verdict costs nothing. Writes that fail for a transient
@@ -17,9 +19,11 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use tokio::sync::watch;
 
 use super::{
-    CrdKind, CrdStatus, FIELD_MANAGER, RouteStatus, Verdict, Verdicts, desired_route_status,
-    desired_status, is_up_to_date, lease::is_status, route_is_up_to_date,
+    CrdKind, CrdStatus, FIELD_MANAGER, GatewayStatus, RouteStatus, Verdict, Verdicts,
+    desired_gateway_status, desired_route_status, desired_status, gateway_is_up_to_date,
+    is_up_to_date, lease::is_status, route_is_up_to_date,
 };
+use crate::inject::InjectConfig;
 
 /// How many objects are read and patched at once.
 const CONCURRENCY: usize = 8;
@@ -30,6 +34,8 @@ type Key = (CrdKind, String, String);
 pub(super) struct Writer {
     client: kube::Client,
     retry_every: Duration,
+    /// What waypoint Deployments run.
+    proxy: Arc<InjectConfig>,
     /// The verdicts known to be on their objects.
     done: HashMap<Key, Verdict>,
 }
@@ -43,6 +49,8 @@ enum Outcome {
     Settled,
     /// Not written; try again later.
     Retry(kube::Error),
+    /// A waypoint's objects could not be written; try again later.
+    RetryWaypoint(crate::waypoints::apply::ApplyError),
     /// Not tried: leadership ended meanwhile.
     NotLeader,
 }
@@ -50,10 +58,11 @@ enum Outcome {
 // === impl Writer ===
 
 impl Writer {
-    pub(super) fn new(client: kube::Client, retry_every: Duration) -> Self {
+    pub(super) fn new(client: kube::Client, retry_every: Duration, proxy: InjectConfig) -> Self {
         Self {
             client,
             retry_every,
+            proxy: Arc::new(proxy),
             done: HashMap::new(),
         }
     }
@@ -109,12 +118,13 @@ impl Writer {
         let mut outcomes = futures::stream::iter(todo)
             .map(|verdict| {
                 let client = self.client.clone();
+                let proxy = self.proxy.clone();
                 let leading = *leader.borrow();
                 async move {
                     if !leading {
                         return (verdict, Outcome::NotLeader);
                     }
-                    let outcome = write(&client, &verdict).await;
+                    let outcome = write(&client, &verdict, &proxy).await;
                     (verdict, outcome)
                 }
             })
@@ -135,6 +145,7 @@ impl Writer {
                     self.done.insert(key, verdict);
                 }
                 Outcome::Retry(e) => failed.push(format!("{} {}/{}: {e}", key.0, key.1, key.2)),
+                Outcome::RetryWaypoint(e) => failed.push(e.to_string()),
                 Outcome::NotLeader => {}
             }
         }
@@ -146,15 +157,17 @@ impl Writer {
                 failed = failed.len(),
                 first = %first,
                 retry_in = ?self.retry_every,
-                "cannot write the status of some objects (Braid CRDs, HTTPRoutes); check the control plane's RBAC for their status subresource"
+                "cannot write the status of some objects (Braid CRDs, HTTPRoutes, Gateways) or a waypoint's objects; check the control plane's RBAC"
             );
         }
         !failed.is_empty()
     }
 }
 
-/// Reads the object of `verdict` and patches its status if needed.
-async fn write(client: &kube::Client, verdict: &Verdict) -> Outcome {
+/// Reads the object of `verdict` and patches its status if needed; for an
+/// accepted waypoint Gateway, applies its objects first (an unaccepted one
+/// keeps the objects of its last accepted version).
+async fn write(client: &kube::Client, verdict: &Verdict, proxy: &InjectConfig) -> Outcome {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &verdict.namespace, &resource(verdict.kind));
     let object = match api.get_opt(&verdict.name).await {
@@ -166,6 +179,12 @@ async fn write(client: &kube::Client, verdict: &Verdict) -> Outcome {
         && seen > judged
     {
         return Outcome::Settled;
+    }
+    if verdict.kind == CrdKind::Gateway
+        && verdict.error.is_none()
+        && let Some(outcome) = apply_waypoint(client, &object, proxy).await
+    {
+        return outcome;
     }
     let Some(status) = desired_for(verdict, &object.data, Timestamp::now()) else {
         return Outcome::Settled;
@@ -191,6 +210,28 @@ async fn write(client: &kube::Client, verdict: &Verdict) -> Outcome {
     }
 }
 
+/// Applies the objects of the waypoint Gateway `object`; `Some` outcome
+/// when that failed (or the Gateway is not a waypoint after all, which a
+/// newer verdict will say).
+async fn apply_waypoint(
+    client: &kube::Client,
+    object: &DynamicObject,
+    proxy: &InjectConfig,
+) -> Option<Outcome> {
+    let spec = object.data.get("spec").cloned().unwrap_or_default();
+    let waypoint = match braid_crd::gateway::waypoint(&object.metadata, spec) {
+        Ok(Some(waypoint)) => waypoint,
+        Ok(None) | Err(_) => return Some(Outcome::Settled),
+    };
+    let uid = object.metadata.uid.as_deref().unwrap_or_default();
+    let objects = crate::waypoints::objects(&waypoint, uid, proxy);
+    match crate::waypoints::apply::apply(client, &objects).await {
+        Ok(()) => None,
+        Err(e) if is_status(&e.source, 404) => Some(Outcome::Settled),
+        Err(e) => Some(Outcome::RetryWaypoint(e)),
+    }
+}
+
 /// The status to write on an object whose content (spec and status) is
 /// `data`; `None` when it already says so.
 fn desired_for(
@@ -199,6 +240,15 @@ fn desired_for(
     now: Timestamp,
 ) -> Option<serde_json::Value> {
     let status = data.get("status");
+    if verdict.kind == CrdKind::Gateway {
+        let current: Option<GatewayStatus> =
+            status.and_then(|s| serde_json::from_value(s.clone()).ok());
+        let desired = desired_gateway_status(verdict, current.as_ref(), now);
+        return match gateway_is_up_to_date(current.as_ref(), &desired) {
+            true => None,
+            false => serde_json::to_value(desired).ok(),
+        };
+    }
     if verdict.kind == CrdKind::HttpRoute {
         let current: Option<RouteStatus> =
             status.and_then(|s| serde_json::from_value(s.clone()).ok());
@@ -225,12 +275,11 @@ fn resource(kind: CrdKind) -> ApiResource {
     match kind {
         CrdKind::AuthorizationPolicy => ApiResource::erase::<braid_crd::AuthorizationPolicy>(&()),
         CrdKind::PeerAuthentication => ApiResource::erase::<braid_crd::PeerAuthentication>(&()),
-        CrdKind::HttpRoute => ApiResource {
-            group: braid_crd::httproute::GATEWAY_GROUP.to_string(),
-            version: "v1".to_string(),
-            api_version: format!("{}/v1", braid_crd::httproute::GATEWAY_GROUP),
-            kind: "HTTPRoute".to_string(),
-            plural: "httproutes".to_string(),
-        },
+        CrdKind::HttpRoute => {
+            crate::source::kubernetes::watches::gateway_api_resource(crate::source::Kind::HttpRoute)
+        }
+        CrdKind::Gateway => {
+            crate::source::kubernetes::watches::gateway_api_resource(crate::source::Kind::Gateway)
+        }
     }
 }

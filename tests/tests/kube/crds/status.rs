@@ -237,6 +237,7 @@ fn verdict(
         CrdKind::AuthorizationPolicy => "bap",
         CrdKind::PeerAuthentication => "bpa",
         CrdKind::HttpRoute => "httproute",
+        CrdKind::Gateway => "gateway",
     };
     let generation = jsonpath(
         cluster,
@@ -251,6 +252,7 @@ fn verdict(
         generation: Some(generation.parse()?),
         error: error.map(str::to_string),
         unresolved: None,
+        waypoint: None,
     })
 }
 

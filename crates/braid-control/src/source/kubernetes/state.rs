@@ -246,7 +246,7 @@ pub fn error_path(key: &ObjectKey) -> PathBuf {
 fn is_crd(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::AuthorizationPolicy | Kind::PeerAuthentication | Kind::HttpRoute
+        Kind::AuthorizationPolicy | Kind::PeerAuthentication | Kind::HttpRoute | Kind::Gateway
     )
 }
 

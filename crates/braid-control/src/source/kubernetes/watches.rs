@@ -2,11 +2,11 @@
 //! object converted on arrival with the same functions the YAML source uses
 //! (`document`), so both sources validate identically.
 //!
-//! HTTPRoutes are watched as `DynamicObject`s (the `gateway-api` crate's
-//! kube impls are for another kube version) and their `spec` read by
-//! `braid-crd`. The Gateway API CRDs are optional: while HTTPRoute is not
-//! installed, its watch counts as listed and empty (so the other kinds are
-//! served), says so once, and keeps retrying with backoff.
+//! HTTPRoutes and Gateways are watched as `DynamicObject`s (the
+//! `gateway-api` crate's kube impls are for another kube version) and their
+//! `spec` read by `braid-crd`. The Gateway API CRDs are optional: while one
+//! is not installed, its watch counts as listed and empty (so the other
+//! kinds are served), says so once, and keeps retrying with backoff.
 
 use std::{fmt::Debug, sync::Arc};
 
@@ -58,7 +58,8 @@ pub fn all(client: &Client, settings: &MeshSettings) -> BoxStream<'static, Item>
         watch::<Secret>(client, settings),
         watch::<braid_crd::AuthorizationPolicy>(client, settings),
         watch::<braid_crd::PeerAuthentication>(client, settings),
-        watch_http_routes(client),
+        watch_gateway_api(client, Kind::HttpRoute),
+        watch_gateway_api(client, Kind::Gateway),
     ])
     .boxed()
 }
@@ -74,52 +75,72 @@ pub const KINDS: &[Kind] = &[
     Kind::AuthorizationPolicy,
     Kind::PeerAuthentication,
     Kind::HttpRoute,
+    Kind::Gateway,
 ];
 
 /// `httproutes.gateway.networking.k8s.io`, version v1.
 pub fn http_route_resource() -> ApiResource {
-    let gvk = GroupVersionKind::gvk(braid_crd::httproute::GATEWAY_GROUP, "v1", "HTTPRoute");
-    ApiResource::from_gvk_with_plural(&gvk, "httproutes")
+    gateway_api_resource(Kind::HttpRoute)
 }
 
-fn watch_http_routes(client: &Client) -> BoxStream<'static, Item> {
-    let api = Api::<DynamicObject>::all_with(client.clone(), &http_route_resource());
+/// The Gateway API resource (version v1) of `kind`: HTTPRoute or Gateway.
+pub fn gateway_api_resource(kind: Kind) -> ApiResource {
+    let plural = match kind {
+        Kind::Gateway => "gateways",
+        _ => "httproutes",
+    };
+    let gvk = GroupVersionKind::gvk(braid_crd::httproute::GATEWAY_GROUP, "v1", kind.as_str());
+    ApiResource::from_gvk_with_plural(&gvk, plural)
+}
+
+/// The watch of a Gateway API kind (HTTPRoute or Gateway).
+fn watch_gateway_api(client: &Client, kind: Kind) -> BoxStream<'static, Item> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &gateway_api_resource(kind));
     let mut missing = false;
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .flat_map(move |event| futures::stream::iter(route_items(event, &mut missing)))
+        .flat_map(move |event| futures::stream::iter(gateway_api_items(kind, event, &mut missing)))
         .boxed()
 }
 
-/// What one event of the HTTPRoute watch becomes; `missing` remembers
+/// What one event of a Gateway API watch becomes; `missing` remembers
 /// that the CRD was found absent, so that is said once.
-fn route_items(
+fn gateway_api_items(
+    kind: Kind,
     event: Result<watcher::Event<DynamicObject>, watcher::Error>,
     missing: &mut bool,
 ) -> Vec<Item> {
+    let served = match kind {
+        Kind::Gateway => "no waypoint Gateways are read",
+        _ => "no routes are served",
+    };
     match event {
         Err(e) if is_not_found(&e) => {
             if !std::mem::replace(missing, true) {
                 tracing::warn!(
-                    "the Gateway API HTTPRoute CRD is not installed: no routes are served until it is (braidctl install installs it); retrying"
+                    "the Gateway API {kind} CRD is not installed: {served} until it is (braidctl install installs it); retrying",
+                    kind = kind.as_str()
                 );
             }
-            // No CRD, no routes: a complete, empty list, so the initial
-            // sync does not wait for it and routes that went away with
+            // No CRD, no objects: a complete, empty list, so the initial
+            // sync does not wait for it and objects that went away with
             // the CRD are removed.
             vec![
-                (Kind::HttpRoute, Ok(WatchEvent::Init)),
-                (Kind::HttpRoute, Ok(WatchEvent::InitDone)),
+                (kind, Ok(WatchEvent::Init)),
+                (kind, Ok(WatchEvent::InitDone)),
             ]
         }
-        Err(e) => vec![(Kind::HttpRoute, Err(e))],
+        Err(e) => vec![(kind, Err(e))],
         Ok(event) => {
             // Every retry starts with `Init`; only a list or a watch event
             // shows the CRD is there.
             if !matches!(event, watcher::Event::Init) && std::mem::take(missing) {
-                tracing::info!("the HTTPRoute CRD is installed now; watching routes");
+                tracing::info!(
+                    kind = kind.as_str(),
+                    "the Gateway API CRD is installed now; watching"
+                );
             }
-            vec![(Kind::HttpRoute, Ok(translate_route(event)))]
+            vec![(kind, Ok(translate_dynamic(kind, event)))]
         }
     }
 }
@@ -136,35 +157,39 @@ fn is_not_found(error: &watcher::Error) -> bool {
     }
 }
 
-fn translate_route(event: watcher::Event<DynamicObject>) -> WatchEvent {
+fn translate_dynamic(kind: Kind, event: watcher::Event<DynamicObject>) -> WatchEvent {
     match event {
         watcher::Event::Init => WatchEvent::Init,
-        watcher::Event::InitApply(object) => WatchEvent::InitApply(observe_route(object)),
+        watcher::Event::InitApply(object) => WatchEvent::InitApply(observe_dynamic(kind, object)),
         watcher::Event::InitDone => WatchEvent::InitDone,
-        watcher::Event::Apply(object) => WatchEvent::Apply(observe_route(object)),
-        watcher::Event::Delete(object) => WatchEvent::Delete(route_key(&object)),
+        watcher::Event::Apply(object) => WatchEvent::Apply(observe_dynamic(kind, object)),
+        watcher::Event::Delete(object) => WatchEvent::Delete(dynamic_key(kind, &object)),
     }
 }
 
-fn observe_route(mut object: DynamicObject) -> Observed {
-    let key = route_key(&object);
+fn observe_dynamic(kind: Kind, mut object: DynamicObject) -> Observed {
+    let key = dynamic_key(kind, &object);
     let generation = object.metadata.generation;
     let spec = object
         .data
         .get_mut("spec")
         .map(serde_json::Value::take)
         .unwrap_or_default();
-    let converted = document::http_route(std::mem::take(&mut object.metadata), spec);
+    let metadata = std::mem::take(&mut object.metadata);
+    let converted = match kind {
+        Kind::Gateway => document::gateway(metadata, spec),
+        _ => document::http_route(metadata, spec).map(Some),
+    };
     Observed {
         key,
         generation,
-        object: converted.map(|o| Some(Arc::new(o))),
+        object: converted.map(|o| o.map(Arc::new)),
     }
 }
 
-fn route_key(object: &DynamicObject) -> ObjectKey {
+fn dynamic_key(kind: Kind, object: &DynamicObject) -> ObjectKey {
     ObjectKey {
-        kind: Kind::HttpRoute,
+        kind,
         namespace: object.namespace().unwrap_or_default(),
         name: object.name_any(),
     }
@@ -297,7 +322,7 @@ mod tests {
     #[test]
     fn a_missing_route_crd_is_an_empty_complete_list_not_an_error() {
         let mut missing = false;
-        let items = route_items(Err(api_error(404)), &mut missing);
+        let items = gateway_api_items(Kind::HttpRoute, Err(api_error(404)), &mut missing);
         assert!(matches!(
             &items[..],
             [
@@ -307,12 +332,12 @@ mod tests {
         ));
         assert!(missing);
         // A retry's `Init` does not count as the CRD being back.
-        let _ = route_items(Ok(watcher::Event::Init), &mut missing);
+        let _ = gateway_api_items(Kind::HttpRoute, Ok(watcher::Event::Init), &mut missing);
         assert!(missing);
-        let _ = route_items(Ok(watcher::Event::InitDone), &mut missing);
+        let _ = gateway_api_items(Kind::HttpRoute, Ok(watcher::Event::InitDone), &mut missing);
         assert!(!missing, "a completed list shows the CRD is there");
         // Other errors stay errors: the watch is retried and explained.
-        let items = route_items(Err(api_error(403)), &mut missing);
+        let items = gateway_api_items(Kind::HttpRoute, Err(api_error(403)), &mut missing);
         assert!(matches!(&items[..], [(Kind::HttpRoute, Err(_))]));
     }
 
@@ -323,7 +348,11 @@ mod tests {
             "canary",
             serde_json::json!({"rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}),
         );
-        let items = route_items(Ok(watcher::Event::Apply(good)), &mut missing);
+        let items = gateway_api_items(
+            Kind::HttpRoute,
+            Ok(watcher::Event::Apply(good)),
+            &mut missing,
+        );
         let [(Kind::HttpRoute, Ok(WatchEvent::Apply(observed)))] = &items[..] else {
             panic!("an apply: {items:?}");
         };
@@ -338,7 +367,11 @@ mod tests {
             "bad",
             serde_json::json!({"rules": [{"filters": [{"type": "CORS"}]}]}),
         );
-        let items = route_items(Ok(watcher::Event::Apply(bad)), &mut missing);
+        let items = gateway_api_items(
+            Kind::HttpRoute,
+            Ok(watcher::Event::Apply(bad)),
+            &mut missing,
+        );
         let [(_, Ok(WatchEvent::Apply(observed)))] = &items[..] else {
             panic!("an apply: {items:?}");
         };

@@ -21,6 +21,7 @@ fn verdict(generation: i64, error: Option<&str>, unresolved: Option<Problem>) ->
         generation: Some(generation),
         error: error.map(str::to_string),
         unresolved,
+        waypoint: None,
     }
 }
 
@@ -209,7 +210,11 @@ fn route_problems_join_the_source_verdicts() {
             problem("spec.rules[1].backendRefs[0]", Unresolved::BackendNotFound),
         ],
     )]);
-    let verdicts = crate::status::from_source(&map, &routes);
+    let findings = crate::status::Findings {
+        routes,
+        ..Default::default()
+    };
+    let verdicts = crate::status::from_source(&map, &findings);
     let route = &verdicts[&(CrdKind::HttpRoute, "shop".into(), "canary".into())];
     let unresolved = route.unresolved.as_ref().expect("problems joined");
     assert_eq!(
