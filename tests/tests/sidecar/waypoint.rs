@@ -1,4 +1,5 @@
-//! A waypoint in front of a Service, in real network namespaces: the
+//! A waypoint in front of a Service, in real network namespaces, declared
+//! as a `braid-waypoint` Gateway (its Service implied from it): the
 //! caller's sidecar honours `braid.dev/waypoint` and sends over HBONE to
 //! the waypoint process, which applies the Service's HTTPRoute (a header
 //! match and an 80/20 split), labels its request series with the route and
@@ -34,8 +35,9 @@ const PODS: [(&str, &str, &str, Ipv4Addr); 5] = [
 const BEHIND_WP: &str = "braid.dev/waypoint: wp";
 /// (Service, selector, VIP, port, target port, labels). The web pods are
 /// also behind their version's Service, which has no waypoint; `admin` is
-/// behind the waypoint-fronted Service `admin` only.
-const SERVICES: [(&str, &str, Ipv4Addr, u16, u16, &str); 5] = [
+/// behind the waypoint-fronted Service `admin` only. The waypoint itself
+/// is a Gateway: its Service is implied from it.
+const SERVICES: [(&str, &str, Ipv4Addr, u16, u16, &str); 4] = [
     (
         "web",
         "app: web",
@@ -68,14 +70,6 @@ const SERVICES: [(&str, &str, Ipv4Addr, u16, u16, &str); 5] = [
         8080,
         BEHIND_WP,
     ),
-    (
-        "wp",
-        "app: wp",
-        Ipv4Addr::new(198, 19, 5, 9),
-        15008,
-        15008,
-        "",
-    ),
 ];
 
 fn mesh_yaml() -> String {
@@ -84,9 +78,14 @@ fn mesh_yaml() -> String {
     ];
     for (name, app, version, ip) in PODS {
         // The waypoint's pod runs braid-proxy as its container, so the mesh
-        // issues it its identity like a sidecar's.
+        // issues it its identity like a sidecar's; its Gateway's label
+        // makes it an endpoint of the waypoint.
+        let gateway = match app {
+            "wp" => "    gateway.networking.k8s.io/gateway-name: wp\n",
+            _ => "",
+        };
         docs.push(format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  labels:\n    app: {app}\n    version: '{version}'\nspec:\n  nodeName: node-a\n  serviceAccountName: {name}\n  containers:\n  - name: app\n    image: example/{name}:1\n  - name: braid-proxy\n    image: braid/proxy:dev\nstatus:\n  phase: Running\n  podIP: {ip}\n  podIPs:\n  - ip: {ip}\n  conditions:\n  - type: Ready\n    status: \"True\"\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  labels:\n    app: {app}\n    version: '{version}'\n{gateway}spec:\n  nodeName: node-a\n  serviceAccountName: {name}\n  containers:\n  - name: app\n    image: example/{name}:1\n  - name: braid-proxy\n    image: braid/proxy:dev\nstatus:\n  phase: Running\n  podIP: {ip}\n  podIPs:\n  - ip: {ip}\n  conditions:\n  - type: Ready\n    status: \"True\"\n"
         ));
         docs.push(format!(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: proxy-{name}\n  namespace: braid-system\ntype: braid.dev/proxy-token\nstringData:\n  token: {}\n  pod: shop/{name}\n",
@@ -100,6 +99,13 @@ fn mesh_yaml() -> String {
     }
     docs.push(
         "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: shop}
+spec:
+  gatewayClassName: braid-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: web, namespace: shop}
 spec:
