@@ -22,7 +22,11 @@
 //! 3. Plaintext legacy → api works under PERMISSIVE, is refused under
 //!    STRICT while mTLS client → api keeps working. A `CONNECT` to a port a
 //!    proxy binds is refused (`400`), and no path connects a ztunnel to
-//!    itself (its file descriptors stay put).
+//!    itself (its file descriptors stay put). Then (3e) a waypoint, a
+//!    `braid-waypoint` Gateway, in front of ambient pods: ambient →
+//!    waypoint → ambient and sidecar → waypoint → ambient apply the
+//!    Service's HTTPRoute at the waypoint (a header match, an 80/20
+//!    split); a direct call bypassing the waypoint is refused.
 //! 4. node-b's ztunnel is SIGKILLed (traffic to api fails closed) and started
 //!    again; the agent replays the pod and traffic recovers.
 //! 5. CNI DEL releases a pod: listeners gone, its traffic no longer captured.
@@ -61,6 +65,11 @@
 
 #[path = "ambient/support.rs"]
 mod support;
+
+#[path = "common/http_app.rs"]
+mod http_app;
+#[path = "ambient/waypoint.rs"]
+mod waypoint;
 
 use std::{
     net::SocketAddr,
@@ -138,6 +147,10 @@ fn ambient_mesh_end_to_end() {
     let t = Instant::now();
     sidecar_and_ambient_pods_talk_over_hbone(&mut c);
     step("3c: sidecar <-> ambient interop", t);
+
+    let t = Instant::now();
+    waypoint::through_a_waypoint(&mut c);
+    step("3e: ambient and sidecar -> waypoint -> ambient", t);
 
     let t = Instant::now();
     ztunnel_restart_recovers(&mut c);

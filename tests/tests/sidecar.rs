@@ -18,6 +18,8 @@
 #[path = "ambient/support.rs"]
 mod support;
 
+#[path = "common/http_app.rs"]
+mod http_app;
 #[path = "sidecar/l7.rs"]
 mod l7;
 #[path = "sidecar/mesh.rs"]

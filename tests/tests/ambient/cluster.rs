@@ -603,15 +603,10 @@ impl Cluster {
             .get(def.name)
             .cloned()
             .ok_or_else(|| format!("no pod {}", def.name))?;
-        let in_pod = |args: &[&str]| -> Vec<OsString> {
-            let mut all: Vec<OsString> =
-                vec!["netns".into(), "exec".into(), pod.netns_name.clone().into()];
-            all.push(self.bins.proxy.clone().into());
-            all.extend(args.iter().map(OsString::from));
-            all
-        };
         let out = std::process::Command::new("ip")
-            .args(in_pod(&["init"]))
+            .args(["netns", "exec", &pod.netns_name])
+            .arg(&self.bins.proxy)
+            .arg("init")
             .output()
             .map_err(|e| format!("run braid-proxy init: {e}"))?;
         if !out.status.success() {
@@ -621,28 +616,64 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        self.start_proxy_in(&pod, def, "sidecar", &[])
+    }
+
+    /// Runs `braid-proxy waypoint --waypoint <waypoint>` in the pod of
+    /// `def` (added with [`Cluster::add_extra_pod`], its token Secret in
+    /// the configuration), as the container of a waypoint's pod would: no
+    /// redirect rules, a waypoint is addressed.
+    pub fn start_waypoint_for(&mut self, def: &PodDef, waypoint: &str) -> Result<(), String> {
+        let pod = self
+            .pods
+            .get(def.name)
+            .cloned()
+            .ok_or_else(|| format!("no pod {}", def.name))?;
+        self.start_proxy_in(&pod, def, "waypoint", &["--waypoint", waypoint])
+    }
+
+    /// Starts `braid-proxy <mode> --pod ... <extra>` in `pod` with the
+    /// pod's token, tracked with the sidecars.
+    fn start_proxy_in(
+        &mut self,
+        pod: &TestPod,
+        def: &PodDef,
+        mode: &str,
+        extra: &[&str],
+    ) -> Result<(), String> {
         let token_file = self.root.join(format!("{}.token", def.name));
         std::fs::write(&token_file, pod_token(def.name))
             .map_err(|e| format!("write the pod token: {e}"))?;
-        let args = in_pod(&[
-            "sidecar",
+        let mut args: Vec<OsString> = vec![
+            "netns".into(),
+            "exec".into(),
+            pod.netns_name.clone().into(),
+            self.bins.proxy.clone().into(),
+        ];
+        let pod_name = format!("{}/{}", def.namespace, def.name);
+        let control_plane = format!("http://{}", self.xds);
+        let ca_root = self.ca_root.display().to_string();
+        let token = token_file.display().to_string();
+        let flags = [
+            mode,
             "--pod",
-            &format!("{}/{}", def.namespace, def.name),
+            &pod_name,
             "--control-plane",
-            &format!("http://{}", self.xds),
+            &control_plane,
             "--ca-root",
-            &self.ca_root.display().to_string(),
+            &ca_root,
             "--token-file",
-            &token_file.display().to_string(),
-        ]);
-        let sidecar = Process::start(
-            &format!("sidecar {}", def.name),
+            &token,
+        ];
+        args.extend(flags.iter().chain(extra).map(OsString::from));
+        let process = Process::start(
+            &format!("{mode} {}", def.name),
             Path::new("ip"),
             args,
             child_env("debug"),
-            self.log(&format!("sidecar-{}", def.name)),
+            self.log(&format!("{mode}-{}", def.name)),
         );
-        self.sidecars.push(sidecar);
+        self.sidecars.push(process);
         Ok(())
     }
 

@@ -17,9 +17,9 @@ use anyhow::ensure;
 use braid_capture::testing::{TestNet, TestPod, require_root};
 
 use crate::{
+    http_app::{canary_and_split, get, send, start_app},
     l7,
     mesh::Mesh,
-    routes::{canary_and_split, get, send, start_app},
     support::{HOST, eventually, pod_token},
 };
 
@@ -163,7 +163,7 @@ fn a_waypoint_applies_the_routes_of_the_services_it_fronts() -> anyhow::Result<(
     );
 
     // The header match and the 80/20 split, applied at the waypoint.
-    canary_and_split(client, web)?;
+    canary_and_split(client, web, ["web-v1", "web-v2"])?;
     check_metrics(client, waypoint)?;
 
     // Bypass: the pod behind the waypoint refuses a direct call; through
