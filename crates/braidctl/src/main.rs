@@ -12,6 +12,7 @@ mod mode;
 mod routes;
 mod status;
 mod watch;
+mod waypoint;
 
 /// Inspect and operate a Braid mesh.
 #[derive(Debug, Parser)]
@@ -44,6 +45,8 @@ enum Command {
     /// The HTTP routes proxies hold, or (with --service) which rule a request
     /// would take and where it would go.
     Routes(routes::Args),
+    /// Manage waypoints (Gateways of class braid-waypoint): apply, list, delete.
+    Waypoint(waypoint::Args),
     /// Experimental and debugging commands.
     #[command(subcommand)]
     X(Experimental),
@@ -66,6 +69,7 @@ async fn main() -> std::process::ExitCode {
         Command::Install(args) => install::run(args).await,
         Command::Mode(args) => mode::run(args).await,
         Command::Routes(args) => routes::run(args).await,
+        Command::Waypoint(args) => waypoint::run(args).await,
         Command::X(Experimental::Watch(args)) => watch::run(args).await,
     };
     match result {

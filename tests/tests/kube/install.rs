@@ -86,7 +86,7 @@ fn build_braidctl() -> Result<PathBuf, String> {
 }
 
 /// Runs braidctl against the test cluster: (success, stdout, stderr).
-fn run(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+pub(crate) fn run(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     let out = Command::new(braidctl())
         .args(args)
         .arg("--kubeconfig")
@@ -102,7 +102,7 @@ fn run(cluster: &Cluster, args: &[&str]) -> anyhow::Result<(bool, String, String
 }
 
 /// Runs braidctl and fails unless it succeeds; its stdout.
-fn braidctl_ok(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn braidctl_ok(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
     let (ok, stdout, stderr) = run(cluster, args)?;
     if !ok {
         bail!("braidctl {} failed:\n{stdout}{stderr}", args.join(" "));

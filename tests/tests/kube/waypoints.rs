@@ -4,7 +4,8 @@
 //! waypoint pod is ready, `Programmed` with the Service's address; a
 //! Gateway it cannot accept says why and keeps its last good objects;
 //! deleting the Gateway lets the garbage collector remove them; a Gateway
-//! of another class is left alone.
+//! of another class is left alone. `braidctl waypoint apply|list|delete`
+//! drive the same.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use braid_control::{Config, ControlPlane};
 
 use crate::{
     crds::install_gateway_api,
+    install::{braidctl_ok, run},
     support::{self, Cluster},
 };
 
@@ -222,6 +224,117 @@ async fn waypoint_gateways_become_deployments_and_services() -> anyhow::Result<(
         },
     )
     .await?;
+
+    control.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn braidctl_manages_waypoints() -> anyhow::Result<()> {
+    let Some(cluster) = support::cluster() else {
+        return Ok(());
+    };
+    cluster.install_crds()?;
+    install_gateway_api(cluster)?;
+    let ns = cluster.namespace("braidctl-wp", &[("braid.dev/mode", "ambient")])?;
+    let ns = ns.name().to_string();
+    let mut config = Config::for_kube_tests(&cluster.kubeconfig);
+    config.pod_namespace = ns.clone();
+    let control = ControlPlane::start(config).await?;
+
+    // Printed for a YAML directory: nothing applied.
+    let printed = braidctl_ok(
+        cluster,
+        &["waypoint", "apply", "-n", &ns, "--name", "wp", "--print"],
+    )?;
+    assert!(
+        printed.contains("gatewayClassName: braid-waypoint"),
+        "{printed}"
+    );
+    assert_eq!(get(cluster, &ns, "gateway/wp", "{.metadata.name}"), "");
+
+    let applied = braidctl_ok(
+        cluster,
+        &[
+            "waypoint",
+            "apply",
+            "-n",
+            &ns,
+            "--name",
+            "wp",
+            "--enroll-namespace",
+        ],
+    )?;
+    assert!(
+        applied.contains(&format!("namespace {ns} labelled braid.dev/waypoint=wp")),
+        "{applied}"
+    );
+    let label = get(
+        cluster,
+        "default",
+        &format!("namespace/{ns}"),
+        "{.metadata.labels.braid\\.dev/waypoint}",
+    );
+    assert_eq!(label, "wp");
+    // Not ready yet: --wait gives up, saying why.
+    within(WITHIN, "the Deployment's pod", || {
+        !get(cluster, &ns, "pods", "{.items[0].metadata.name}").is_empty()
+    })
+    .await?;
+    let (ok, _, stderr) = run(
+        cluster,
+        &[
+            "waypoint",
+            "apply",
+            "-n",
+            &ns,
+            "--name",
+            "wp",
+            "--wait",
+            "--timeout",
+            "3s",
+        ],
+    )?;
+    assert!(!ok && stderr.contains("is not programmed"), "{stderr}");
+
+    run_waypoint_pod(cluster, &ns, "198.18.9.30")?;
+    let waited = braidctl_ok(
+        cluster,
+        &[
+            "waypoint",
+            "apply",
+            "-n",
+            &ns,
+            "--name",
+            "wp",
+            "--wait",
+            "--timeout",
+            "30s",
+        ],
+    )?;
+    assert!(waited.contains("is programmed"), "{waited}");
+    let listed = braidctl_ok(cluster, &["waypoint", "list", "-n", &ns])?;
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&ns))
+        .unwrap_or_else(|| panic!("a row for the waypoint:\n{listed}"));
+    assert!(
+        row.contains(" True ") && row.ends_with(&format!("namespace {ns}")),
+        "{listed}"
+    );
+
+    // Deleted while the namespace still names it: a warning, and the
+    // garbage collector takes its objects.
+    let (ok, _, stderr) = run(cluster, &["waypoint", "delete", "wp", "-n", &ns])?;
+    assert!(ok && stderr.contains("still name waypoint"), "{stderr}");
+    within(
+        Duration::from_secs(60),
+        "the waypoint's Deployment is collected",
+        || get(cluster, &ns, "deployment/wp", "{.metadata.name}").is_empty(),
+    )
+    .await?;
+    let listed = braidctl_ok(cluster, &["waypoint", "list", "-n", &ns])?;
+    assert!(listed.contains("which does not exist"), "{listed}");
 
     control.shutdown().await;
     Ok(())
