@@ -55,6 +55,9 @@ pub struct Index {
     route_problems: HashMap<String, routes::Problems>,
     /// What each namespace's waypoint Gateways have, as last computed.
     waypoint_states: HashMap<String, waypoints::States>,
+    /// Each namespace's routes attached to waypoint Gateways: route name ->
+    /// the waypoints among its parents.
+    route_waypoints: HashMap<String, BTreeMap<String, Vec<String>>>,
     /// Route problems or waypoint states changed since the last
     /// [`Index::take_findings`].
     findings_changed: bool,
@@ -204,6 +207,8 @@ impl Index {
             let (fresh, problems, states) = self.resources_of(&ns);
             self.note_route_problems(&ns, problems);
             self.note_waypoint_states(&ns, states);
+            let attached = self.waypoint_parents_of(&ns);
+            self.note_route_waypoints(&ns, attached);
             for ty in ResourceType::ALL {
                 let i = ty as usize;
                 let old = namespace_range(current.resources(ty), &ns);
@@ -260,10 +265,58 @@ impl Index {
                     .map(move |(name, state)| ((ns.clone(), name.clone()), state.clone()))
             })
             .collect();
+        let route_waypoints = self
+            .route_waypoints
+            .iter()
+            .flat_map(|(ns, routes)| {
+                routes
+                    .iter()
+                    .map(move |(name, parents)| ((ns.clone(), name.clone()), parents.clone()))
+            })
+            .collect();
         Some(crate::status::Findings {
             routes: self.route_problems(),
             waypoints,
+            route_waypoints,
         })
+    }
+
+    /// The routes of namespace `ns` attached to its waypoint Gateways,
+    /// with those waypoints' names.
+    fn waypoint_parents_of(&self, ns: &str) -> BTreeMap<String, Vec<String>> {
+        let Some(space) = self.spaces.get(ns) else {
+            return BTreeMap::new();
+        };
+        space
+            .http_routes
+            .values()
+            .filter_map(|o| o.as_http_route())
+            .filter_map(|converted| {
+                let route = &converted.route;
+                let parents: Vec<String> = route
+                    .gateway_parents()
+                    .filter(|(parent_ns, name)| {
+                        *parent_ns == ns
+                            && space
+                                .gateways
+                                .get(*name)
+                                .and_then(|o| o.as_waypoint())
+                                .is_some()
+                    })
+                    .map(|(_, name)| name.to_string())
+                    .collect();
+                (!parents.is_empty()).then(|| (route.name.clone(), parents))
+            })
+            .collect()
+    }
+
+    /// Records namespace `ns`'s routes attached to waypoints.
+    fn note_route_waypoints(&mut self, ns: &str, fresh: BTreeMap<String, Vec<String>>) {
+        let old = self.route_waypoints.remove(ns).unwrap_or_default();
+        self.findings_changed |= old != fresh;
+        if !fresh.is_empty() {
+            self.route_waypoints.insert(ns.to_string(), fresh);
+        }
     }
 
     /// Records namespace `ns`'s waypoint states.

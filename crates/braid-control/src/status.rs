@@ -79,6 +79,9 @@ pub struct Verdict {
     /// For a waypoint Gateway: what the index sees of it (ready pods,
     /// addresses); `None` for other kinds, or before the index saw it.
     pub waypoint: Option<crate::index::waypoints::State>,
+    /// For a route: the waypoint Gateways (same namespace) among its
+    /// parents, which get status entries beside its Service parents.
+    pub waypoint_parents: Vec<String>,
 }
 
 /// A condition's reason and message.
@@ -105,6 +108,9 @@ pub struct Findings {
     pub routes: RouteProblems,
     /// Each waypoint Gateway's state, by (namespace, name) (`Programmed`).
     pub waypoints: BTreeMap<(String, String), crate::index::waypoints::State>,
+    /// The waypoint Gateways each route attaches to, by the route's
+    /// (namespace, name): the Gateway parents Braid writes status at.
+    pub route_waypoints: BTreeMap<(String, String), Vec<String>>,
 }
 
 /// How the status writer elects its leader.
@@ -150,6 +156,14 @@ pub fn from_source(map: &crate::source::kubernetes::VerdictMap, findings: &Findi
                     .cloned(),
                 _ => None,
             };
+            let waypoint_parents = match kind {
+                CrdKind::HttpRoute => findings
+                    .route_waypoints
+                    .get(&(key.namespace.clone(), key.name.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
             let verdict = Verdict {
                 kind,
                 namespace: key.namespace.clone(),
@@ -158,6 +172,7 @@ pub fn from_source(map: &crate::source::kubernetes::VerdictMap, findings: &Findi
                 error: verdict.error.clone(),
                 unresolved,
                 waypoint,
+                waypoint_parents,
             };
             Some(((kind, key.namespace.clone(), key.name.clone()), verdict))
         })

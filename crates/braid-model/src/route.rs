@@ -233,6 +233,28 @@ impl HttpRoute {
             RouteParent::Gateway { .. } => None,
         })
     }
+
+    /// The Gateways this route attaches to, as (namespace, name).
+    pub fn gateway_parents(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.parents.iter().filter_map(|p| match p {
+            RouteParent::Gateway {
+                namespace, name, ..
+            } => Some((namespace.as_str(), name.as_str())),
+            RouteParent::Service { .. } => None,
+        })
+    }
+
+    /// Whether this route's `hostnames` admit `host` (none admit every
+    /// host; `*.example.com` admits every name below `example.com`).
+    pub fn admits_host(&self, host: &str) -> bool {
+        self.hostnames.is_empty()
+            || self.hostnames.iter().any(|h| match h.strip_prefix("*.") {
+                Some(suffix) => host
+                    .strip_suffix(suffix)
+                    .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+                None => h.eq_ignore_ascii_case(host),
+            })
+    }
 }
 
 // === impl RouteRule ===

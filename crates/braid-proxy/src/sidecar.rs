@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::{
     common::{EndpointArgs, MeshArgs, OnePod, Running, StartError},
     listeners,
-    state::{ProxyState, Waypoints},
+    state::ProxyState,
 };
 
 /// Configuration of `braid-proxy sidecar`.
@@ -59,7 +59,7 @@ impl Sidecar {
             &config.pod,
             "sidecar",
             netns,
-            Waypoints::Honour,
+            None,
             own_mark(),
         )?;
         let listeners = listeners::bind(&one.pod.netns, &config.pod).map_err(StartError::Bind)?;

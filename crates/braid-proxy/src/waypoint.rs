@@ -22,7 +22,7 @@ use crate::{
     common::{EndpointArgs, MeshArgs, OnePod, Running, StartError, is_namespaced},
     hbone::{Server, Settings},
     l7::Senders,
-    state::{ProxyState, Waypoints},
+    state::ProxyState,
     upstream::PodContext,
 };
 
@@ -96,7 +96,7 @@ impl Waypoint {
             &config.pod,
             "waypoint",
             netns,
-            Waypoints::Skip,
+            Some(this.clone()),
             None,
         )?;
         let mut proxy = JoinSet::new();

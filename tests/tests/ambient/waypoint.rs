@@ -12,7 +12,8 @@
 //! to the chosen pod's ztunnel. sidecar → waypoint → ambient: the sidecar
 //! pod `orders` leaves the route to the waypoint, with the same outcome. A
 //! direct call to a shelf pod bypassing the waypoint is refused by that
-//! pod's ztunnel.
+//! pod's ztunnel. A route attached to the waypoint's Gateway (`via`, for
+//! shelf-v1's hostname) applies to shelf-v1, which has no route of its own.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -125,6 +126,18 @@ spec:
   - backendRefs:
     - {name: shelf-v1, port: 80, weight: 80}
     - {name: shelf-v2, port: 80, weight: 20}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via, namespace: mall}
+spec:
+  parentRefs: [{name: mwp}]
+  hostnames: [shelf-v1.mall.svc.cluster.local]
+  rules:
+  - filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {add: [{name: x-via, value: mwp}]}
+    backendRefs: [{name: shelf-v1, port: 80}]
 "
         .to_string(),
     );
@@ -203,13 +216,24 @@ pub(crate) fn through_a_waypoint(c: &mut Cluster) {
         ),
         Err(e) => eprintln!("ambient e2e:   buyer -> shelf-v1 directly refused: {e:#}"),
     }
+    // Through shelf-v1's Service, the route attached to the waypoint's
+    // Gateway applies (shelf-v1 has no route of its own; its hostname is
+    // admitted); shelf's own route keeps applying to shelf.
     let v1 = SocketAddr::from((SERVICES[1].2, 80));
     let reply = send(&buyer, v1, &[get("/")])
         .expect("buyer -> shelf-v1 VIP")
         .remove(0);
     assert_eq!(
-        reply.field("pod"),
-        "shelf-v1",
-        "through the waypoint: {reply:?}"
+        (reply.field("pod"), reply.field("x-via")),
+        ("shelf-v1", "mwp"),
+        "through the waypoint, with its Gateway's route: {reply:?}"
+    );
+    let reply = send(&buyer, shelf, &[get("/")])
+        .expect("buyer -> shelf")
+        .remove(0);
+    assert_eq!(
+        reply.field("x-via"),
+        "",
+        "shelf's own route applies: {reply:?}"
     );
 }

@@ -3,6 +3,7 @@
 //! Service and a Deployment owned by it, says `Accepted` and, once a
 //! waypoint pod is ready, `Programmed` with the Service's address; a
 //! Gateway it cannot accept says why and keeps its last good objects;
+//! a route attached to the Gateway gets Braid's status entry there;
 //! deleting the Gateway lets the garbage collector remove them; a Gateway
 //! of another class is left alone. `braidctl waypoint apply|list|delete`
 //! drive the same.
@@ -181,6 +182,35 @@ async fn waypoint_gateways_become_deployments_and_services() -> anyhow::Result<(
     assert_eq!(
         get(cluster, &ns, "gateway/wp", "{.status.addresses[0].value}"),
         cluster_ip
+    );
+
+    // A route attached to the waypoint's Gateway gets Braid's entry there.
+    cluster.apply(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: at-wp, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: wp}}]
+  rules: [{{backendRefs: [{{name: wp, port: 15008}}]}}]
+"
+    ))?;
+    within(WITHIN, "the route's entry at the waypoint", || {
+        get(
+            cluster,
+            &ns,
+            "httproute/at-wp",
+            "{.status.parents[?(@.controllerName==\"braid.dev/control-plane\")].conditions[?(@.type==\"Accepted\")].status}",
+        ) == "True"
+    })
+    .await?;
+    assert_eq!(
+        get(
+            cluster,
+            &ns,
+            "httproute/at-wp",
+            "{.status.parents[0].parentRef.kind}/{.status.parents[0].parentRef.name}"
+        ),
+        "Gateway/wp"
     );
 
     // Not acceptable: the reason for the field, the objects stay.

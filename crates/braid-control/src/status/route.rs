@@ -5,7 +5,8 @@
 //! Gateway API route status is one entry per parent in `status.parents`,
 //! each naming the parent, the controller that wrote it and its
 //! conditions. Braid writes the entries of the parents it implements (GAMMA
-//! Service parents) with two conditions, `Accepted` and `ResolvedRefs`, and
+//! Service parents, and its waypoint Gateways) with two conditions,
+//! `Accepted` and `ResolvedRefs`, and
 //! keeps every other controller's entries as they are: a route may also be
 //! attached to some ingress Gateway that another implementation serves.
 
@@ -63,7 +64,8 @@ pub fn desired_route_status(
         .map(|c| c.parents.iter().filter(|p| !is_ours(p)).cloned().collect())
         .unwrap_or_default();
     let mut seen: Vec<&Value> = Vec::new();
-    for parent_ref in parent_refs.iter().filter(|p| is_service_parent(p)) {
+    let ours = |p: &&Value| is_service_parent(p) || is_waypoint_parent(p, verdict);
+    for parent_ref in parent_refs.iter().filter(ours) {
         if seen.contains(&parent_ref) || parents.len() >= MAX_PARENTS {
             continue;
         }
@@ -73,7 +75,7 @@ pub fn desired_route_status(
                 .iter()
                 .find(|p| is_ours(p) && p.parent_ref == *parent_ref)
         });
-        let conditions = conditions(verdict)
+        let conditions = conditions(verdict, is_service_parent(parent_ref))
             .into_iter()
             .map(|(type_, status, reason, message)| Condition {
                 last_transition_time: previous
@@ -106,7 +108,10 @@ pub fn route_is_up_to_date(current: Option<&RouteStatus>, desired: &RouteStatus)
 }
 
 /// (type, status, reason, message) of each condition `verdict` asks for.
-fn conditions(verdict: &Verdict) -> Vec<(&'static str, &'static str, String, String)> {
+fn conditions(
+    verdict: &Verdict,
+    service_parent: bool,
+) -> Vec<(&'static str, &'static str, String, String)> {
     let accepted = match &verdict.error {
         Some(error) => {
             // Not accepted: which references resolve is not known for this
@@ -122,7 +127,11 @@ fn conditions(verdict: &Verdict) -> Vec<(&'static str, &'static str, String, Str
             TYPE_ACCEPTED,
             "True",
             "Accepted".to_string(),
-            "the route applies to traffic for this Service from every meshed caller".to_string(),
+            match service_parent {
+                true => "the route applies to traffic for this Service from every meshed caller",
+                false => "the route applies at this waypoint to the Services it fronts that no route of their own attaches to (and whose hostname its hostnames admit)",
+            }
+            .to_string(),
         ),
     };
     let resolved = match &verdict.unresolved {
@@ -145,6 +154,26 @@ fn conditions(verdict: &Verdict) -> Vec<(&'static str, &'static str, String, Str
 /// Whether an entry is Braid's.
 fn is_ours(parent: &ParentStatus) -> bool {
     parent.controller_name == CONTROLLER_NAME
+}
+
+/// Whether a parentRef names one of the route's waypoint Gateways (the
+/// index found them: a `braid-waypoint` Gateway of the route's namespace).
+fn is_waypoint_parent(parent_ref: &Value, verdict: &Verdict) -> bool {
+    let field = |name: &str, default: &str| {
+        parent_ref
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let group = field("group", braid_crd::httproute::GATEWAY_GROUP);
+    let kind = field("kind", "Gateway");
+    let namespace = field("namespace", &verdict.namespace);
+    let name = field("name", "");
+    group == braid_crd::httproute::GATEWAY_GROUP
+        && kind == "Gateway"
+        && namespace == verdict.namespace
+        && verdict.waypoint_parents.contains(&name)
 }
 
 /// Whether a parentRef names a Service (the GAMMA parents Braid serves), as

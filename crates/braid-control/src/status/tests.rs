@@ -29,6 +29,7 @@ fn verdict(generation: i64, error: Option<&str>) -> Verdict {
         error: error.map(str::to_string),
         unresolved: None,
         waypoint: None,
+        waypoint_parents: Vec::new(),
     }
 }
 

@@ -85,6 +85,28 @@ impl ServiceRoutes {
         )
     }
 
+    /// The routes among `routes` that apply at waypoint `namespace/name`
+    /// to a request for the Service named `hostname`: those attached to the
+    /// waypoint's Gateway, from its own namespace (the Gateway API default
+    /// of `allowedRoutes`), whose `hostnames` admit the Service's. They
+    /// apply where no route attaches to the Service itself.
+    pub fn for_waypoint<'a>(
+        routes: impl IntoIterator<Item = &'a Arc<HttpRoute>>,
+        namespace: &str,
+        name: &str,
+        hostname: &str,
+    ) -> Self {
+        Self::new(
+            routes
+                .into_iter()
+                .filter(|r| r.namespace == namespace)
+                .filter(|r| r.gateway_parents().any(|p| p == (namespace, name)))
+                .filter(|r| r.admits_host(hostname))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Orders every match of `routes` by precedence.
     pub fn new(routes: Vec<Arc<HttpRoute>>) -> Self {
         let mut entries: Vec<(usize, usize, usize)> = routes

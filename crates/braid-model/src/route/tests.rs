@@ -384,3 +384,52 @@ fn header_modifiers_set_then_add_then_remove() {
     assert_eq!(added, ["one", "two"]);
     assert!(!headers.contains_key("x-gone"));
 }
+
+/// A route of `namespace` attached to Gateway `shop/wp`, for `hostnames`.
+fn at_waypoint(namespace: &str, name: &str, hostnames: &[&str], to: &str) -> Arc<HttpRoute> {
+    let mut r = Arc::unwrap_or_clone(route(
+        namespace,
+        name,
+        vec![rule(vec![on_path(prefix("/"))], to)],
+    ));
+    r.parents = vec![RouteParent::Gateway {
+        namespace: "shop".into(),
+        name: "wp".into(),
+        section: None,
+    }];
+    r.hostnames = hostnames.iter().map(|h| h.to_string()).collect();
+    Arc::new(r)
+}
+
+#[test]
+fn waypoint_routes_apply_at_their_gateway_by_hostname() {
+    let all = [
+        at_waypoint("shop", "every", &[], "every"),
+        at_waypoint("shop", "web-only", &["web.shop.svc.cluster.local"], "web"),
+        at_waypoint("shop", "wild", &["*.svc.cluster.local"], "wild"),
+        // Another namespace may not attach to shop's Gateway by default.
+        at_waypoint("other", "foreign", &[], "foreign"),
+    ];
+    let names = |hostname: &str| {
+        let mut names: Vec<String> = ServiceRoutes::for_waypoint(&all, "shop", "wp", hostname)
+            .routes()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names("web.shop.svc.cluster.local"),
+        ["every", "web-only", "wild"]
+    );
+    assert_eq!(names("api.shop.svc.cluster.local"), ["every", "wild"]);
+    assert_eq!(
+        names("svc.cluster.local"),
+        ["every"],
+        "a wildcard needs a label"
+    );
+    assert!(ServiceRoutes::for_waypoint(&all, "shop", "other-wp", "x").is_empty());
+    // Service routes are not waypoint routes, and the other way round.
+    assert!(ServiceRoutes::for_service(&all, &service("web"), 80, "shop").is_empty());
+}

@@ -74,7 +74,7 @@ impl OnePod {
         pod: &str,
         role: &str,
         netns: braid_capture::NetNs,
-        waypoints: crate::state::Waypoints,
+        this_waypoint: Option<braid_model::WaypointRef>,
         mark: Option<u32>,
     ) -> Result<Self, super::StartError> {
         if !is_namespaced(pod) {
@@ -90,7 +90,7 @@ impl OnePod {
             pool: crate::hbone::Pool::new(mesh.bundle.clone(), crate::hbone::Settings::default()),
             metrics: metrics.clone(),
             origin: 0,
-            waypoints,
+            this_waypoint,
             mark,
         });
         Ok(Self {

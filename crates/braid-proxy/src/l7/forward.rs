@@ -83,7 +83,7 @@ impl Outbound {
     /// has one and this is not it. Its routes apply there, for every
     /// caller, and only there.
     fn routes_at_waypoint(&self) -> bool {
-        self.pod.waypoints == Waypoints::Honour
+        self.pod.waypoints() == Waypoints::Honour
             && self.pod.state.waypoint_of(self.original).is_some()
     }
 }
@@ -139,6 +139,7 @@ pub(crate) async fn forward(
             &ctx.pod.state,
             ctx.caller_namespace(),
             ctx.original,
+            ctx.pod.this_waypoint.as_ref(),
             &mut request,
         ),
     };

@@ -1,8 +1,9 @@
 //! The route step: which HTTPRoute rule a request for a Service takes
 //! (GAMMA: routes whose parent is the Service apply to every caller), what
 //! the rule's filters make of the request, and which backend Service it is
-//! sent to. Requests for a Service no route attaches to go where they were
-//! sent.
+//! sent to. At a waypoint, routes attached to its Gateway serve the
+//! Services no route attaches to. Requests for a Service no route attaches
+//! to go where they were sent.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -47,15 +48,17 @@ pub(crate) struct Routed {
     pub(crate) mirrors: Vec<SocketAddr>,
 }
 
-/// Routes `request`, sent by a caller in `caller_namespace` to `original`,
-/// changing it as the rule's request filters say.
+/// Routes `request`, sent by a caller in `caller_namespace` to `original`
+/// (at waypoint `at`, if this is one), changing it as the rule's request
+/// filters say.
 pub(crate) fn route<B>(
     state: &ProxyState,
     caller_namespace: &str,
     original: SocketAddr,
+    at: Option<&braid_model::WaypointRef>,
     request: &mut Request<B>,
 ) -> Result<Step, HttpError> {
-    let Some(attached) = state.routes_for(original, caller_namespace) else {
+    let Some(attached) = state.routes_for(original, caller_namespace, at) else {
         return Ok(Step::Original);
     };
     let uri = request.uri().clone();

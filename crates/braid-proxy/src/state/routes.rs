@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use braid_model::{HttpRoute, ServiceRef, route::ServiceRoutes};
+use braid_model::{HttpRoute, ServiceRef, WaypointRef, route::ServiceRoutes};
 use braid_xds::Delta;
 
 use super::ProxyState;
@@ -34,9 +34,19 @@ impl ProxyState {
     }
 
     /// The routes attached to the Service whose VIP `original` is (for a
-    /// caller in `caller_namespace`); `None` when `original` is no Service
-    /// VIP or no route attaches, so the request goes where it was sent.
-    pub fn routes_for(&self, original: SocketAddr, caller_namespace: &str) -> Option<Attached> {
+    /// caller in `caller_namespace`); at waypoint `at`, where none is, the
+    /// routes attached to the waypoint's Gateway that admit the Service's
+    /// hostname. `None` when `original` is no Service VIP or no route
+    /// attaches, so the request goes where it was sent.
+    ///
+    /// `at` is the same on every call for one state (a proxy is a waypoint
+    /// or it is not): the ordered tables are cached without it.
+    pub fn routes_for(
+        &self,
+        original: SocketAddr,
+        caller_namespace: &str,
+        at: Option<&WaypointRef>,
+    ) -> Option<Attached> {
         if self.inner.routes.is_empty() {
             return None;
         }
@@ -57,12 +67,23 @@ impl ProxyState {
                     .iter()
                     .map(|e| e.value().clone())
                     .collect();
-                let table = Arc::new(ServiceRoutes::for_service(
+                let mut table = ServiceRoutes::for_service(
                     &all,
                     &service.reference,
                     original.port(),
                     caller_namespace,
-                ));
+                );
+                if let Some(at) = at
+                    && table.is_empty()
+                {
+                    table = ServiceRoutes::for_waypoint(
+                        &all,
+                        &at.namespace,
+                        &at.name,
+                        &service.hostname,
+                    );
+                }
+                let table = Arc::new(table);
                 self.inner
                     .route_tables
                     .entry(caller_namespace.to_string())

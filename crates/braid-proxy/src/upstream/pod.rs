@@ -4,7 +4,7 @@ use std::{net::SocketAddr, str::FromStr as _, sync::Arc};
 
 use braid_capture::NetNs;
 use braid_identity::{CertificateManager, SpiffeId, WorkloadCertificate};
-use braid_model::Workload;
+use braid_model::{WaypointRef, Workload};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::{
@@ -24,9 +24,10 @@ pub(crate) struct PodContext {
     pub(crate) metrics: Metrics,
     /// Tells this pod's pooled connections from other pods'.
     pub(crate) origin: u64,
-    /// Whether destinations fronted by a waypoint are reached through it
-    /// (everywhere but at the waypoint itself).
-    pub(crate) waypoints: Waypoints,
+    /// The waypoint this proxy is (`None` for sidecars and the ztunnel):
+    /// destinations fronted by a waypoint are reached through it everywhere
+    /// but at a waypoint, and routes attached to it apply there.
+    pub(crate) this_waypoint: Option<WaypointRef>,
     /// The mark on the proxy's own sockets, which the capture rules let
     /// pass; `None` where only the proxy's uid exempts them (an injected
     /// sidecar running as that uid may not set marks).
@@ -36,6 +37,15 @@ pub(crate) struct PodContext {
 // === impl PodContext ===
 
 impl PodContext {
+    /// Whether this proxy sends waypoint-fronted traffic through the
+    /// waypoint (it is not one).
+    pub(crate) fn waypoints(&self) -> Waypoints {
+        match self.this_waypoint {
+            Some(_) => Waypoints::Skip,
+            None => Waypoints::Honour,
+        }
+    }
+
     /// The pod's workload, once the control plane has sent it.
     pub(crate) fn workload(&self) -> Result<Arc<Workload>, String> {
         self.state.workload(&self.workload).ok_or_else(|| {

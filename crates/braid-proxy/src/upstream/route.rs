@@ -99,7 +99,7 @@ impl Route {
     fn resolve_any(pod: &PodContext, original: SocketAddr) -> Result<Self, UpstreamError> {
         let resolved = pod
             .state
-            .resolve(original, pod.waypoints)
+            .resolve(original, pod.waypoints())
             .map_err(UpstreamError::Unresolved)?;
         Ok(match resolved {
             Resolved::Mesh(destination) => Route {

@@ -179,7 +179,7 @@ impl Pods {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             origin: self.next_origin.fetch_add(1, Ordering::Relaxed),
-            waypoints: crate::state::Waypoints::Honour,
+            this_waypoint: None,
             mark: Some(braid_capture::PROXY_MARK),
         });
         let tasks = listeners::serve(pod, listeners, self.bundle.clone(), None);

@@ -253,6 +253,7 @@ fn verdict(
         error: error.map(str::to_string),
         unresolved: None,
         waypoint: None,
+        waypoint_parents: Vec::new(),
     })
 }
 

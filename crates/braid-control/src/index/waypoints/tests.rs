@@ -132,3 +132,25 @@ fn gateways_of_other_classes_are_not_read() {
     let s1 = publish(&mut index, &Snapshot::default());
     assert!(service(&s1, "shop/wp").is_none());
 }
+
+#[test]
+fn routes_attached_to_a_waypoint_are_found_for_their_status() {
+    let mut index = Index::new(MeshSettings::default());
+    let route = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: all, namespace: shop}
+spec:
+  parentRefs: [{name: wp}, {name: ingress}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+";
+    load(&mut index, &format!("{GATEWAY}---\n{route}"));
+    let _ = publish(&mut index, &Snapshot::default());
+    let findings = index.take_findings().expect("findings");
+    assert_eq!(
+        findings
+            .route_waypoints
+            .get(&("shop".to_string(), "all".to_string())),
+        Some(&vec!["wp".to_string()]),
+        "wp is a waypoint, ingress is unknown"
+    );
+}

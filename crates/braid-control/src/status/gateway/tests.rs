@@ -19,6 +19,7 @@ fn verdict(error: Option<&str>, ready: usize) -> Verdict {
             ready,
             addresses: vec!["198.19.0.9".parse().unwrap()],
         }),
+        waypoint_parents: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ fn verdict(generation: i64, error: Option<&str>, unresolved: Option<Problem>) ->
         error: error.map(str::to_string),
         unresolved,
         waypoint: None,
+        waypoint_parents: Vec::new(),
     }
 }
 
@@ -227,4 +228,33 @@ fn route_problems_join_the_source_verdicts() {
         unresolved.message
     );
     assert_eq!(route.generation, Some(4));
+}
+
+#[test]
+fn waypoint_gateway_parents_get_entries_other_gateways_do_not() {
+    let waypoint = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "wp"});
+    // Kind and group defaulted, as before the API server fills them in.
+    let defaulted = json!({"name": "wp2"});
+    let ingress =
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ingress"});
+    let elsewhere = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "wp", "namespace": "other"});
+    let refs = [waypoint.clone(), defaulted.clone(), ingress, elsewhere];
+    let mut verdict = verdict(1, None, None);
+    verdict.waypoint_parents = vec!["wp".into(), "wp2".into()];
+    let status = desired_route_status(&verdict, &refs, None, at(0));
+    assert_eq!(status.parents.len(), 2, "{status:?}");
+    for parent in [waypoint, defaulted] {
+        assert_eq!(
+            conditions(&status, &parent),
+            [
+                triple("Accepted", "True", "Accepted"),
+                triple("ResolvedRefs", "True", "ResolvedRefs")
+            ]
+        );
+    }
+    assert!(
+        status.parents[0].conditions[0]
+            .message
+            .contains("at this waypoint")
+    );
 }

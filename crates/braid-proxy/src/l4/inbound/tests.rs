@@ -85,7 +85,7 @@ impl Fixture {
             pool: Pool::new(bundle.clone(), Settings::default()),
             metrics: metrics.clone(),
             origin: 0,
-            waypoints: crate::state::Waypoints::Honour,
+            this_waypoint: None,
             mark: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;

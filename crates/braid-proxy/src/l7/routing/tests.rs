@@ -136,7 +136,7 @@ fn a_matching_rule_sends_to_its_backend_with_its_filters() {
     };
     let state = state(vec![rule]);
     let mut req = request("/v1/items?page=2");
-    let routed = routed(route(&state, "shop", addr(WEB), &mut req));
+    let routed = routed(route(&state, "shop", addr(WEB), None, &mut req));
     assert_eq!(routed.target, addr("198.19.0.2:80"));
     assert_eq!(routed.route, "shop/web");
     assert_eq!(routed.response.len(), 1);
@@ -155,11 +155,11 @@ fn unrouted_services_and_addresses_go_where_they_were_sent() {
     )]);
     let mut req = request("/");
     assert!(matches!(
-        route(&state, "shop", addr("198.19.0.2:80"), &mut req),
+        route(&state, "shop", addr("198.19.0.2:80"), None, &mut req),
         Ok(Step::Original)
     ));
     assert!(matches!(
-        route(&state, "shop", addr("198.18.0.9:80"), &mut req),
+        route(&state, "shop", addr("198.18.0.9:80"), None, &mut req),
         Ok(Step::Original)
     ));
 }
@@ -188,7 +188,7 @@ fn refusals_carry_their_status() {
     ]);
     let status = |uri: &str| {
         let mut req = request(uri);
-        match route(&state, "shop", addr(WEB), &mut req) {
+        match route(&state, "shop", addr(WEB), None, &mut req) {
             Err(e) => (e.status(), e.to_string()),
             Ok(step) => panic!("{uri} was not refused: {step:?}"),
         }
@@ -218,7 +218,7 @@ fn redirects_answer_with_a_location() {
         vec![Filter::Redirect(redirect)],
     )]);
     let mut req = request("/a?b=c");
-    match route(&state, "shop", addr(WEB), &mut req) {
+    match route(&state, "shop", addr(WEB), None, &mut req) {
         Ok(Step::Redirect { answer, route }) => {
             assert_eq!(answer.status, 301);
             assert_eq!(answer.location, "http://example.org/a?b=c");
@@ -237,7 +237,7 @@ fn a_route_change_reorders_the_next_request() {
     )]);
     let mut req = request("/");
     assert_eq!(
-        routed(route(&state, "shop", addr(WEB), &mut req)).target,
+        routed(route(&state, "shop", addr(WEB), None, &mut req)).target,
         addr("198.19.0.2:80")
     );
     state.apply_http_routes(Delta {
@@ -246,7 +246,63 @@ fn a_route_change_reorders_the_next_request() {
         removed: vec!["shop/web".into()],
     });
     assert!(matches!(
-        route(&state, "shop", addr(WEB), &mut req),
+        route(&state, "shop", addr(WEB), None, &mut req),
+        Ok(Step::Original)
+    ));
+}
+
+#[test]
+fn at_a_waypoint_its_gateway_routes_serve_services_without_routes_of_their_own() {
+    // Attached to the waypoint's Gateway: sends everything to web.
+    let at_gateway = HttpRoute {
+        namespace: "shop".into(),
+        name: "everything".into(),
+        created: None,
+        parents: vec![RouteParent::Gateway {
+            namespace: "shop".into(),
+            name: "wp".into(),
+            section: None,
+        }],
+        hostnames: vec!["web-v2.shop.svc.cluster.local".into()],
+        rules: vec![rule(
+            PathMatch::Prefix("/".into()),
+            vec![backend("web", 1)],
+            vec![],
+        )],
+    };
+    // A proxy is a waypoint or not for its whole life: one state each.
+    let mesh = || {
+        let state = state(vec![rule(
+            PathMatch::Prefix("/".into()),
+            vec![backend("web-v2", 1)],
+            vec![],
+        )]);
+        state.apply_http_routes(delta("shop/everything", at_gateway.clone()));
+        state
+    };
+    let waypoint = |name: &str| braid_model::WaypointRef {
+        namespace: "shop".into(),
+        name: name.into(),
+    };
+    let v2 = addr("198.19.0.2:80");
+    let mut req = request("/");
+    // At wp, web-v2 (no route of its own, its hostname admitted) takes the
+    // Gateway's route; web keeps its own route.
+    let (state, wp) = (mesh(), waypoint("wp"));
+    let routed_v2 = routed(route(&state, "shop", v2, Some(&wp), &mut req));
+    assert_eq!(
+        (routed_v2.route.as_str(), routed_v2.target),
+        ("shop/everything", addr(WEB))
+    );
+    let routed_web = routed(route(&state, "shop", addr(WEB), Some(&wp), &mut req));
+    assert_eq!(routed_web.route, "shop/web");
+    // Not at a waypoint, or at another one: the Gateway's route does not apply.
+    assert!(matches!(
+        route(&mesh(), "shop", v2, None, &mut req),
+        Ok(Step::Original)
+    ));
+    assert!(matches!(
+        route(&mesh(), "shop", v2, Some(&waypoint("other")), &mut req),
         Ok(Step::Original)
     ));
 }
