@@ -533,4 +533,6 @@ fn namespace_range<'a>(
 }
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;

@@ -165,16 +165,9 @@ fn listeners(spec: &GatewaySpec) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// RFC 1035 label: what a Service name must be.
+/// An RFC 1035 label: what a Service name must be.
 fn dns_label(value: &str) -> Result<(), String> {
-    let valid = !value.is_empty()
-        && value.len() <= 63
-        && value.starts_with(|c: char| c.is_ascii_lowercase())
-        && !value.ends_with('-')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    match valid {
+    match braid_model::names::is_dns1035_label(value) {
         true => Ok(()),
         false => Err(format!(
             "{value:?} is not a DNS label (at most 63 characters: lowercase letters, digits and '-', starting with a letter)"

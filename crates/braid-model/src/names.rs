@@ -7,6 +7,12 @@ pub fn is_dns1123_label(value: &str) -> bool {
     value.len() <= 63 && is_label(value)
 }
 
+/// An RFC 1035 label, as Kubernetes requires of Service names: an RFC 1123
+/// label that starts with a letter.
+pub fn is_dns1035_label(value: &str) -> bool {
+    is_dns1123_label(value) && value.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
 /// An RFC 1123 subdomain, as Kubernetes requires of most object names:
 /// dot-separated labels, at most 253 bytes in all.
 pub fn is_dns1123_subdomain(value: &str) -> bool {

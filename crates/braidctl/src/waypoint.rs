@@ -66,9 +66,9 @@ struct ApplyArgs {
     /// Wait until the waypoint is Programmed (a waypoint pod is ready).
     #[arg(long)]
     wait: bool,
-    /// How long --wait waits.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
-    timeout: Duration,
+    /// How long --wait waits, in seconds.
+    #[arg(long = "timeout", default_value_t = 120, value_name = "SECONDS")]
+    timeout_seconds: u64,
     /// Print the Gateway as YAML instead of applying it (for a YAML
     /// configuration directory).
     #[arg(long)]
@@ -95,18 +95,6 @@ struct DeleteArgs {
     namespace: String,
     #[command(flatten)]
     kube: KubeArgs,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?}: write a duration such as 90s or 2m"))?;
-    match unit {
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: the unit is s or m (90s, 2m)")),
-    }
 }
 
 /// Runs `braidctl waypoint`.
@@ -169,7 +157,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if args.wait {
-        wait_programmed(&client, ns, name, args.timeout).await?;
+        wait_programmed(&client, ns, name, Duration::from_secs(args.timeout_seconds)).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,7 @@
 //! `ResolvedRefs` conditions with the specification's reasons, and a route
 //! the mesh cannot accept keeps its last accepted version serving.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use braid_control::{Config, ControlPlane};
 use braid_model::HttpRoute;
@@ -15,7 +12,7 @@ use braid_xds::{Client, ClientHandle, Delta, NodeInfo, Subscription};
 
 use crate::{
     crds::install_gateway_api,
-    support::{self, Cluster},
+    support::{self, Cluster, within},
 };
 
 /// How long a status write may take: the leader's first Lease check, then
@@ -107,22 +104,6 @@ fn condition(cluster: &Cluster, ns: &str, type_: &str, field: &str) -> String {
             "{{.status.parents[?(@.controllerName==\"braid.dev/control-plane\")].conditions[?(@.type==\"{type_}\")].{field}}}"
         ),
     )
-}
-
-/// Polls `check` every 20 ms until it holds or `timeout` passes.
-async fn within(
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > timeout {
-            anyhow::bail!("not within {timeout:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

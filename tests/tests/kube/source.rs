@@ -3,16 +3,13 @@
 //! within a second, and a restarted control plane picks up everything that
 //! changed while it was down.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use braid_control::{Config, ControlPlane};
 use braid_model::{DataPlaneMode, Workload};
 use braid_xds::{Client, ClientHandle, NodeInfo, Subscription};
 
-use crate::support::{self, Cluster};
+use crate::support::{self, Cluster, within};
 
 /// A pod as the API server stores it after scheduling on node-a;
 /// [`run_pod`] then plays the kubelet.
@@ -55,21 +52,7 @@ pub fn run_pod_as(
     ip: &str,
 ) -> anyhow::Result<()> {
     cluster.apply(&scheduled_pod(namespace, name, account, node))?;
-    let status = format!(
-        r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
-    );
-    cluster.kubectl(&[
-        "patch",
-        "pod",
-        name,
-        "--namespace",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &status,
-    ])?;
-    Ok(())
+    support::mark_running(cluster, namespace, name, ip)
 }
 
 /// An xDS client watching every workload, like a ztunnel would.
@@ -92,22 +75,6 @@ fn proxy(
 /// The workload `uid` as the proxy holds it now.
 fn held(proxy: &ClientHandle, uid: &str) -> Option<Arc<Workload>> {
     proxy.store::<Workload>()?.get(uid).map(|c| c.value)
-}
-
-/// Polls `check` every 10 ms until it holds or `timeout` passes; the time it took.
-async fn within(
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > timeout {
-            anyhow::bail!("not within {timeout:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(start.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

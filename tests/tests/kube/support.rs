@@ -17,6 +17,7 @@ use std::{
         OnceLock,
         atomic::{AtomicU32, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
@@ -192,4 +193,45 @@ impl Drop for TestNamespace {
             eprintln!("cannot delete test namespace {}: {e:#}", self.name);
         }
     }
+}
+
+/// Polls `check` every 10 ms until it holds or `timeout` passes; the time
+/// it took.
+pub async fn within(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > timeout {
+            bail!("not within {timeout:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(start.elapsed())
+}
+
+/// What a kubelet reports for a started pod: Running and Ready with `ip`.
+pub fn mark_running(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
+    let status = format!(
+        r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+    );
+    cluster.kubectl(&[
+        "patch",
+        "pod",
+        name,
+        "--namespace",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ])?;
+    Ok(())
 }

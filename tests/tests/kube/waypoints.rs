@@ -8,14 +8,14 @@
 //! of another class is left alone. `braidctl waypoint apply|list|delete`
 //! drive the same.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use braid_control::{Config, ControlPlane};
 
 use crate::{
     crds::install_gateway_api,
     install::{braidctl_ok, run},
-    support::{self, Cluster},
+    support::{self, Cluster, within},
 };
 
 /// How long a status write or an object may take: the leader's first
@@ -61,22 +61,6 @@ fn condition(cluster: &Cluster, ns: &str, type_: &str, field: &str) -> String {
     )
 }
 
-/// Polls `check` every 100 ms until it holds or `timeout` passes.
-async fn within(
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > timeout {
-            anyhow::bail!("not within {timeout:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 /// Acts as the scheduler and the kubelet for the waypoint's pod the
 /// ReplicaSet controller made: binds it to a node, marks it Running and
 /// Ready with `ip`. Returns its name.
@@ -90,20 +74,7 @@ fn run_waypoint_pod(cluster: &Cluster, ns: &str, ip: &str) -> anyhow::Result<Str
             "apiVersion: v1\nkind: Binding\nmetadata: {{name: {name}, namespace: {ns}}}\ntarget: {{apiVersion: v1, kind: Node, name: node-a}}\n"
         ),
     )?;
-    let status = format!(
-        r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
-    );
-    cluster.kubectl(&[
-        "patch",
-        "pod",
-        &name,
-        "--namespace",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &status,
-    ])?;
+    support::mark_running(cluster, ns, &name, ip)?;
     Ok(name)
 }
 
@@ -117,10 +88,13 @@ async fn waypoint_gateways_become_deployments_and_services() -> anyhow::Result<(
     let ns = cluster.namespace("waypoints", &[("braid.dev/mode", "ambient")])?;
     let ns = ns.name().to_string();
 
-    // Its own Lease: the tests run side by side on one API server.
+    // Its own Lease: the tests run side by side on one API server. Every
+    // test's control plane then leads and writes each waypoint's objects,
+    // so this one must be configured like theirs (the default image); the
+    // unit tests in braid-control's waypoints module check other images.
     let mut config = Config::for_kube_tests(&cluster.kubeconfig);
     config.pod_namespace = ns.clone();
-    config.proxy_image = "registry.invalid/braid-proxy:test".to_string();
+    let expected_image = config.proxy_image.clone();
     let control = ControlPlane::start(config).await?;
 
     // Applied: its objects, owned by it; Accepted; not Programmed while no
@@ -139,7 +113,7 @@ async fn waypoint_gateways_become_deployments_and_services() -> anyhow::Result<(
         "deployment/wp",
         "{.spec.template.spec.containers[0].image}",
     );
-    assert_eq!(image, "registry.invalid/braid-proxy:test");
+    assert_eq!(image, expected_image);
     let args = get(
         cluster,
         &ns,
@@ -322,7 +296,7 @@ async fn braidctl_manages_waypoints() -> anyhow::Result<()> {
             "wp",
             "--wait",
             "--timeout",
-            "3s",
+            "3",
         ],
     )?;
     assert!(!ok && stderr.contains("is not programmed"), "{stderr}");
@@ -339,7 +313,7 @@ async fn braidctl_manages_waypoints() -> anyhow::Result<()> {
             "wp",
             "--wait",
             "--timeout",
-            "30s",
+            "30",
         ],
     )?;
     assert!(waited.contains("is programmed"), "{waited}");

@@ -4,18 +4,7 @@ use braid_api::braid::{security::v1alpha1 as sec, workload::v1alpha1 as wl};
 use prost::Message as _;
 
 use super::*;
-use crate::source::document;
-
-fn load(index: &mut Index, yaml: &str) {
-    for (key, object) in document::parse(yaml, &MeshSettings::default()).expect("valid test YAML") {
-        index.apply(Change::Apply(key, object));
-    }
-}
-
-fn publish(index: &mut Index, snapshot: &Snapshot) -> Snapshot {
-    let updates = index.updates(snapshot);
-    snapshot.next(updates).unwrap_or_else(|| snapshot.clone())
-}
+use crate::index::testing::{load, publish};
 
 fn workload(s: &Snapshot, name: &str) -> wl::Workload {
     let r = s

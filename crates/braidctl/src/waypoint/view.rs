@@ -30,14 +30,7 @@ pub(super) struct State {
 
 /// A waypoint name must be a DNS label: its Service is named after it.
 pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    match valid {
+    match braid_model::names::is_dns1035_label(name) {
         true => Ok(()),
         false => anyhow::bail!(
             "--name {name:?}: a waypoint's name must be a DNS label (lowercase letters, digits and '-', starting with a letter, at most 63 characters), since its Service is named after it"

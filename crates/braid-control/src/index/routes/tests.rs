@@ -3,21 +3,13 @@ use braid_model::{HttpRoute, k8s::MeshSettings, route::Filter};
 use prost::Message as _;
 
 use crate::{
-    index::Index,
+    index::{
+        Index,
+        testing::{load, publish},
+    },
     snapshot::{ResourceType, Snapshot},
-    source::{Change, Kind, ObjectKey, document},
+    source::{Change, Kind, ObjectKey},
 };
-
-fn load(index: &mut Index, yaml: &str) {
-    for (key, object) in document::parse(yaml, &MeshSettings::default()).expect("valid test YAML") {
-        index.apply(Change::Apply(key, object));
-    }
-}
-
-fn publish(index: &mut Index, snapshot: &Snapshot) -> Snapshot {
-    let updates = index.updates(snapshot);
-    snapshot.next(updates).unwrap_or_else(|| snapshot.clone())
-}
 
 /// The route as a proxy gets it: decoded and converted like the client does.
 fn route(s: &Snapshot, name: &str) -> Option<HttpRoute> {

@@ -7,9 +7,13 @@ use braid_model::k8s::MeshSettings;
 use prost::Message as _;
 
 use crate::{
-    index::{Index, waypoints::State},
+    index::{
+        Index,
+        testing::{load, publish},
+        waypoints::State,
+    },
     snapshot::{ResourceType, Snapshot},
-    source::{Change, Kind, ObjectKey, document},
+    source::{Change, Kind, ObjectKey},
 };
 
 const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1
@@ -24,17 +28,6 @@ fn pod(name: &str, ip: &str, ready: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{gateway.networking.k8s.io/gateway-name: wp}}}}\nspec: {{containers: [{{name: braid-proxy, image: braid/proxy}}]}}\nstatus: {{podIP: {ip}, conditions: [{{type: Ready, status: '{ready}'}}]}}\n"
     )
-}
-
-fn load(index: &mut Index, yaml: &str) {
-    for (key, object) in document::parse(yaml, &MeshSettings::default()).expect("valid test YAML") {
-        index.apply(Change::Apply(key, object));
-    }
-}
-
-fn publish(index: &mut Index, snapshot: &Snapshot) -> Snapshot {
-    let updates = index.updates(snapshot);
-    snapshot.next(updates).unwrap_or_else(|| snapshot.clone())
 }
 
 fn service(s: &Snapshot, name: &str) -> Option<wl::Service> {
