@@ -9,11 +9,15 @@
 //! ambient          client (shop, node-a)  → ztunnel a → HBONE → ztunnel b →  api (inventory, node-b)
 //! sidecar→sidecar  orders (sidecar, node-a) → HBONE →  ledger (orders, sidecar, node-b)
 //! sidecar→ambient  orders (sidecar, node-a) → HBONE → ztunnel b →  api
+//! ambient→waypoint→ambient  client → ztunnel a → waypoint dwp (node-b) → ztunnel b → stock (depot)
+//! sidecar→waypoint→ambient  orders (sidecar) → waypoint dwp → ztunnel b → stock
+//! …, 1 000 routes  the first, to a Service whose route table at the waypoint has 1 000 routes
 //! nginx            plain → nginx (plain's loopback) → legacy   (L7 reference)
 //! ```
 //!
-//! `plain` and `ledger` are added to the harness's topology here; every
-//! other pod, process and rule is the e2e test's. One scenario per run:
+//! `plain`, `ledger` and namespace `depot` ([`waypoint`]) are added to the
+//! harness's topology here; every other pod, process and rule is the e2e
+//! test's. One scenario per run:
 //!
 //! ```sh
 //! mesh_bench --scenario mesh-l4-throughput|mesh-http-latency|mesh-memory [--quick]
@@ -35,6 +39,8 @@ mod load;
 mod nginx;
 #[path = "mesh_bench/servers.rs"]
 mod servers;
+#[path = "mesh_bench/waypoint.rs"]
+mod waypoint;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -93,6 +99,8 @@ struct Path {
     name: &'static str,
     client: &'static str,
     server: &'static str,
+    /// The Service the HTTP load goes to, when not the server pod itself.
+    service: Option<SocketAddr>,
     /// (role, process) of each proxy on the path, client side first.
     proxies: &'static [(&'static str, Proxy)],
 }
@@ -102,6 +110,8 @@ struct Path {
 enum Proxy {
     Ztunnel(&'static str),
     Sidecar(&'static str),
+    /// The waypoint running in the named pod.
+    Waypoint(&'static str),
     /// The master and worker of [`Bench::nginx`].
     Nginx,
 }
@@ -112,6 +122,7 @@ impl Proxy {
         match self {
             Proxy::Ztunnel(node) => format!("ztunnel {node}"),
             Proxy::Sidecar(pod) => format!("sidecar {pod}"),
+            Proxy::Waypoint(pod) => format!("waypoint {pod}"),
             Proxy::Nginx => "nginx".to_owned(),
         }
     }
@@ -121,12 +132,14 @@ const DIRECT: Path = Path {
     name: "direct",
     client: "plain",
     server: "legacy",
+    service: None,
     proxies: &[],
 };
 const AMBIENT: Path = Path {
     name: "ambient",
     client: "client",
     server: "api",
+    service: None,
     proxies: &[
         ("client ztunnel", Proxy::Ztunnel("node-a")),
         ("server ztunnel", Proxy::Ztunnel("node-b")),
@@ -136,6 +149,7 @@ const SIDECARS: Path = Path {
     name: "sidecar→sidecar",
     client: "orders",
     server: "ledger",
+    service: None,
     proxies: &[
         ("client sidecar", Proxy::Sidecar("orders")),
         ("server sidecar", Proxy::Sidecar("ledger")),
@@ -145,6 +159,7 @@ const SIDECAR_AMBIENT: Path = Path {
     name: "sidecar→ambient",
     client: "orders",
     server: "api",
+    service: None,
     proxies: &[
         ("client sidecar", Proxy::Sidecar("orders")),
         ("server ztunnel", Proxy::Ztunnel("node-b")),
@@ -156,11 +171,42 @@ const NGINX: Path = Path {
     name: "nginx",
     client: DIRECT.client,
     server: DIRECT.server,
+    service: None,
     proxies: &[("nginx", Proxy::Nginx)],
 };
 
+const WAYPOINT: Proxy = Proxy::Waypoint(waypoint::DWP.name);
+const AMBIENT_WAYPOINT: Path = Path {
+    name: "ambient→waypoint→ambient",
+    client: "client",
+    server: waypoint::STOCK.name,
+    service: Some(waypoint::STOCK_VIP),
+    proxies: &[
+        ("client ztunnel", Proxy::Ztunnel("node-a")),
+        ("waypoint", WAYPOINT),
+        ("server ztunnel", Proxy::Ztunnel("node-b")),
+    ],
+};
+const SIDECAR_WAYPOINT: Path = Path {
+    name: "sidecar→waypoint→ambient",
+    client: "orders",
+    server: waypoint::STOCK.name,
+    service: Some(waypoint::STOCK_VIP),
+    proxies: &[
+        ("client sidecar", Proxy::Sidecar("orders")),
+        ("waypoint", WAYPOINT),
+        ("server ztunnel", Proxy::Ztunnel("node-b")),
+    ],
+};
+/// [`AMBIENT_WAYPOINT`] to the Service with [`waypoint::ROUTES`] routes.
+const WAYPOINT_ROUTES: Path = Path {
+    name: "ambient→waypoint→ambient, 1 000 routes",
+    service: Some(waypoint::ROUTED_VIP),
+    ..AMBIENT_WAYPOINT
+};
+
 /// The server pods (each runs the three servers).
-const SERVER_PODS: [&str; 3] = ["legacy", "api", "ledger"];
+const SERVER_PODS: [&str; 4] = ["legacy", "api", "ledger", waypoint::STOCK.name];
 
 struct Args {
     scenario: String,
@@ -218,7 +264,16 @@ fn main() -> anyhow::Result<()> {
     }
     let nofile = raise_nofile();
     let started = Instant::now();
-    let mut bench = Bench::start()?;
+    // Only the latency scenario sends through the waypoint and measures
+    // the route table; the memory scenario's idle proxies hold a small
+    // configuration, and node-b's ztunnel captures one pod.
+    let depot = match args.scenario.as_str() {
+        "mesh-http-latency" => Depot::Measured {
+            routes: waypoint::ROUTES,
+        },
+        _ => Depot::Idle,
+    };
+    let mut bench = Bench::start(depot)?;
     let setup = started.elapsed().as_secs_f64();
     eprintln!("mesh_bench: cluster ready in {setup:.1}s");
     let mut report = match args.scenario.as_str() {
@@ -276,6 +331,16 @@ fn raise_nofile() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(0)
 }
 
+/// How much of namespace `depot` ([`waypoint`]) a run sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depot {
+    /// The waypoint runs, `stock` is not captured: nothing goes through it.
+    Idle,
+    /// `stock` captured and the waypoint paths ready, with `routes`
+    /// HTTPRoutes on `stock-routed`.
+    Measured { routes: usize },
+}
+
 /// The cluster with the bench's pods, servers and sidecars, ready.
 struct Bench {
     // Dropped in this order: the servers, nginx, then the cluster.
@@ -296,9 +361,13 @@ impl Drop for Bench {
 }
 
 impl Bench {
-    fn start() -> anyhow::Result<Bench> {
+    fn start(depot: Depot) -> anyhow::Result<Bench> {
+        let (routes, captured) = match depot {
+            Depot::Idle => (0, vec![PLAIN, LEDGER]),
+            Depot::Measured { routes } => (routes, vec![PLAIN, LEDGER, waypoint::STOCK]),
+        };
         let mut cluster = Cluster::start();
-        for def in [PLAIN, LEDGER] {
+        for def in [PLAIN, LEDGER, waypoint::STOCK, waypoint::DWP] {
             cluster.add_extra_pod(&def);
         }
         cluster.write_config(
@@ -310,10 +379,12 @@ impl Bench {
             ]
             .join("---\n"),
         );
-        for def in [PLAIN, LEDGER] {
-            wait_for_workload(&cluster, &def)?;
+        cluster.write_config("bench-depot.yaml", &waypoint::depot_yaml(HTTP_PORT, routes));
+        // The waypoint's pod is addressed, never captured: no CNI ADD.
+        for def in &captured {
+            wait_for_workload(&cluster, def)?;
             cluster
-                .cni_add_extra(&def)
+                .cni_add_extra(def)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -344,7 +415,15 @@ impl Bench {
             .cluster
             .start_sidecar_for(&LEDGER)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        for path in [DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT] {
+        bench
+            .cluster
+            .start_waypoint_for(&waypoint::DWP, waypoint::WAYPOINT)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut paths = vec![DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT];
+        if depot != Depot::Idle {
+            paths.extend([AMBIENT_WAYPOINT, SIDECAR_WAYPOINT, WAYPOINT_ROUTES]);
+        }
+        for path in paths {
             bench.wait_ready(path)?;
             for (role, proxy) in path.proxies {
                 let pid = bench.pid(*proxy)?;
@@ -357,7 +436,43 @@ impl Bench {
                 }
             }
         }
+        if depot == Depot::Idle {
+            bench.wait_waypoint_ready()?;
+        }
         Ok(bench)
+    }
+
+    /// Until the waypoint's readiness endpoint (in its pod, port 15021)
+    /// answers 200: every xDS type synced; at most 30 s.
+    fn wait_waypoint_ready(&mut self) -> anyhow::Result<()> {
+        use std::io::{Read as _, Write as _};
+        let pod = self.pod(waypoint::DWP.name).clone();
+        let readiness = SocketAddr::from(([127, 0, 0, 1], 15021));
+        let started = Instant::now();
+        loop {
+            let answer = load::connect(&pod, readiness).and_then(|mut tcp| {
+                tcp.write_all(b"GET /healthz/ready HTTP/1.0\r\n\r\n")?;
+                let mut text = String::new();
+                tcp.read_to_string(&mut text)?;
+                Ok(text)
+            });
+            match answer {
+                Ok(text)
+                    if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") =>
+                {
+                    return Ok(());
+                }
+                other if started.elapsed() > Duration::from_secs(30) => {
+                    bail!("the waypoint was not ready within 30 s: {other:?}");
+                }
+                _ => {
+                    self.cluster
+                        .check_processes()
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     }
 
     fn pod(&self, name: &str) -> &TestPod {
@@ -388,6 +503,9 @@ impl Bench {
         if path.proxies.iter().any(|(_, p)| matches!(p, Proxy::Nginx)) {
             return Ok(self.nginx()?.addr);
         }
+        if let Some(service) = path.service {
+            return Ok(service);
+        }
         Ok(self.addr(path, HTTP_PORT))
     }
 
@@ -399,6 +517,7 @@ impl Bench {
         match proxy {
             Proxy::Ztunnel(node) => self.cluster.ztunnel_pid(node),
             Proxy::Sidecar(pod) => self.cluster.sidecar_pid(pod),
+            Proxy::Waypoint(pod) => self.cluster.waypoint_pid(pod),
             Proxy::Nginx => self.nginx.as_ref().map(|n| n.master()),
         }
         .with_context(|| format!("no process for {proxy:?}"))
@@ -597,7 +716,15 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
     };
     let connections = 16;
     let warmup = Duration::from_secs(1);
-    let mut paths = vec![DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT];
+    let mut paths = vec![
+        DIRECT,
+        AMBIENT,
+        SIDECARS,
+        SIDECAR_AMBIENT,
+        AMBIENT_WAYPOINT,
+        SIDECAR_WAYPOINT,
+        WAYPOINT_ROUTES,
+    ];
     if bench.nginx.is_some() {
         paths.push(NGINX);
     }
@@ -623,7 +750,7 @@ fn latency(bench: &Bench, quick: bool) -> anyhow::Result<Value> {
     // The proxies' CPU while nothing flows (xDS, timers): what the per
     // request figures include besides the requests.
     let idle_seconds = 2.0;
-    let mut all = vec![AMBIENT, SIDECARS];
+    let mut all = vec![AMBIENT, SIDECARS, AMBIENT_WAYPOINT];
     if bench.nginx.is_some() {
         all.push(NGINX);
     }
@@ -728,6 +855,7 @@ fn memory(bench: &Bench, quick: bool, nofile: u64) -> anyhow::Result<Value> {
         "ztunnel_two_pods": load::process_rss(bench.pid(Proxy::Ztunnel("node-a"))?)?,
         "sidecar_orders": load::process_rss(bench.pid(Proxy::Sidecar("orders"))?)?,
         "sidecar_ledger": load::process_rss(bench.pid(Proxy::Sidecar("ledger"))?)?,
+        "waypoint": load::process_rss(bench.pid(WAYPOINT)?)?,
     });
     let mut counts = vec![1000usize];
     if !quick {
@@ -844,14 +972,23 @@ mod tests {
 
     #[test]
     fn the_bench_pods_fit_the_topology() {
-        for def in [PLAIN, LEDGER] {
+        for def in [PLAIN, LEDGER, waypoint::STOCK, waypoint::DWP] {
             assert!(
                 support::PODS
                     .iter()
                     .all(|p| p.name != def.name && p.ip != def.ip)
             );
         }
-        for path in [DIRECT, AMBIENT, SIDECARS, SIDECAR_AMBIENT, NGINX] {
+        for path in [
+            DIRECT,
+            AMBIENT,
+            SIDECARS,
+            SIDECAR_AMBIENT,
+            NGINX,
+            AMBIENT_WAYPOINT,
+            SIDECAR_WAYPOINT,
+            WAYPOINT_ROUTES,
+        ] {
             assert!(SERVER_PODS.contains(&path.server), "{}", path.name);
         }
     }

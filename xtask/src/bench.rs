@@ -326,6 +326,8 @@ pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<()> {
     let runnable = |s: &&&Scenario| is_root || !s.mesh;
 
     if is_root && selected.iter().any(|s| s.mesh) {
+        // The mesh scenarios capture with iptables in network namespaces.
+        crate::test::ensure_network_tools()?;
         eprintln!("==> building braid-control, braid-proxy and braid-cni (release)");
         cargo(
             root,

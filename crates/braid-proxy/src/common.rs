@@ -150,9 +150,14 @@ pub(crate) struct Mesh {
 // === impl Mesh ===
 
 impl Mesh {
-    /// Reads the root and token, starts the xDS client as `node_id` and a
-    /// certificate manager using the token.
-    pub(crate) fn connect(args: &MeshArgs, node_id: &str) -> Result<Self, StartError> {
+    /// Reads the root and token, starts the xDS client as `node_id`
+    /// subscribed to what `layers` apply, and a certificate manager using
+    /// the token.
+    pub(crate) fn connect(
+        args: &MeshArgs,
+        node_id: &str,
+        layers: crate::feed::Layers,
+    ) -> Result<Self, StartError> {
         let read = |flag, path: &PathBuf| {
             std::fs::read(path).map_err(|source| StartError::Read {
                 flag,
@@ -183,8 +188,8 @@ impl Mesh {
         let source = GrpcCertificateSource::new(&uri, &token, Some(&tls)).map_err(control_plane)?;
         let certs = CertificateManager::new(Arc::new(source), ManagerConfig::default());
         let state = ProxyState::new();
-        let (xds, xds_task) =
-            crate::feed::start(&uri, node_id, Some(tls), &token, &state).map_err(control_plane)?;
+        let (xds, xds_task) = crate::feed::start(&uri, node_id, Some(tls), &token, &state, layers)
+            .map_err(control_plane)?;
         Ok(Self {
             bundle,
             certs,

@@ -1,12 +1,22 @@
 //! The xDS client that keeps a [`ProxyState`] current: every workload,
-//! service, authorization, peer authentication and HTTP route, each delta
-//! applied as it arrives.
+//! service, authorization, peer authentication and (for proxies that read
+//! HTTP) HTTP route, each delta applied as it arrives.
 
 use braid_model::{AuthorizationPolicy, HttpRoute, PeerAuthentication, Service, Workload};
 use braid_xds::{Client, ClientHandle, ControlPlaneTls, Delta, NodeInfo, Subscription};
 use tokio::task::JoinHandle;
 
 use crate::state::ProxyState;
+
+/// Which layers a proxy applies, and so what it subscribes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layers {
+    /// Connections only (the ztunnel): HTTP routes would only cost memory
+    /// and pushes, as a mesh's route table grows.
+    L4,
+    /// Connections and HTTP (sidecars, waypoints): HTTP routes too.
+    L4AndL7,
+}
 
 /// Starts the xDS client for `node_id` against `uri`, presenting `token`;
 /// returns its handle (status, shutdown) and task.
@@ -16,6 +26,7 @@ pub(crate) fn start(
     tls: Option<ControlPlaneTls>,
     token: &str,
     state: &ProxyState,
+    layers: Layers,
 ) -> Result<(ClientHandle, JoinHandle<()>), braid_xds::Error> {
     let mut builder = Client::builder(uri.to_string(), NodeInfo::new(node_id)).bearer_token(token);
     if let Some(tls) = tls {
@@ -23,7 +34,7 @@ pub(crate) fn start(
     }
     let (w, s, a, p) = (state.clone(), state.clone(), state.clone(), state.clone());
     let r = state.clone();
-    let client = builder
+    builder = builder
         .watch::<Workload>(Subscription::Wildcard, move |d: Delta<Workload>| {
             w.apply_workloads(d)
         })
@@ -37,10 +48,11 @@ pub(crate) fn start(
         .watch::<PeerAuthentication>(
             Subscription::Wildcard,
             move |d: Delta<PeerAuthentication>| p.apply_peer_authentications(d),
-        )
-        .watch::<HttpRoute>(Subscription::Wildcard, move |d: Delta<HttpRoute>| {
+        );
+    if layers == Layers::L4AndL7 {
+        builder = builder.watch::<HttpRoute>(Subscription::Wildcard, move |d: Delta<HttpRoute>| {
             r.apply_http_routes(d)
-        })
-        .build()?;
-    Ok(client.spawn())
+        });
+    }
+    Ok(builder.build()?.spawn())
 }

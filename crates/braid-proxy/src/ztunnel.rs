@@ -81,7 +81,11 @@ impl Ztunnel {
             state,
             xds,
             xds_task,
-        } = Mesh::connect(&config.mesh, &format!("ztunnel~{}", config.node))?;
+        } = Mesh::connect(
+            &config.mesh,
+            &format!("ztunnel~{}", config.node),
+            crate::feed::Layers::L4,
+        )?;
         let listener = HandoffListener::bind(&config.handoff_socket)?;
         let pool = Pool::new(bundle.clone(), Settings::default());
         let metrics = Metrics::default();

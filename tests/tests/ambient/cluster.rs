@@ -680,7 +680,18 @@ impl Cluster {
     /// The PID of the sidecar of pod `name` (`ip netns exec` execs the
     /// proxy, so it is the proxy's), if one was started.
     pub fn sidecar_pid(&self, name: &str) -> Option<u32> {
-        let wanted = format!("sidecar {name}");
+        self.proxy_pid("sidecar", name)
+    }
+
+    /// The PID of the waypoint started in pod `name` with
+    /// [`Cluster::start_waypoint_for`], if any.
+    pub fn waypoint_pid(&self, name: &str) -> Option<u32> {
+        self.proxy_pid("waypoint", name)
+    }
+
+    /// The PID of the `mode` proxy of pod `name`.
+    fn proxy_pid(&self, mode: &str, name: &str) -> Option<u32> {
+        let wanted = format!("{mode} {name}");
         self.sidecars
             .iter()
             .find(|p| p.name == wanted)

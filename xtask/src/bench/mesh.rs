@@ -7,11 +7,14 @@
 //!   vs sidecar→sidecar.
 //! * `mesh-http-latency`: open-loop HTTP/1.1 (1 KiB answers, 16
 //!   connections) at 1 000 rps (and 5 000 rps in the full run), direct vs
-//!   ambient vs sidecar→sidecar vs sidecar→ambient: p50/p90/p99 and the
-//!   mesh's added latency; and the proxies' CPU per request. The same load
+//!   ambient vs sidecar→sidecar vs sidecar→ambient, and through a waypoint
+//!   (ambient→waypoint→ambient, sidecar→waypoint→ambient, and the first to
+//!   a Service with 1 000 routes): p50/p90/p99 and the mesh's added
+//!   latency; the proxies' CPU per request; what the waypoint adds over
+//!   ambient and what 1 000 routes add at the waypoint. The same load
 //!   through nginx is the L7 reference ([`super::nginx`]).
-//! * `mesh-memory`: RSS of idle proxies, and per idle connection held open
-//!   through them.
+//! * `mesh-memory`: RSS of idle proxies (ztunnels, sidecars, a waypoint),
+//!   and per idle connection held open through them.
 //!
 //! Root only: otherwise each scenario reports one skipped row.
 
@@ -30,6 +33,10 @@ pub(super) const MEMORY: &str = "mesh-memory";
 const MIN_SINGLE_STREAM_RATIO: f64 = 0.5;
 const MAX_ADDED_P99_MS: f64 = 0.3;
 const MAX_SIDECAR_CPU_US: f64 = 100.0;
+const MAX_WAYPOINT_CPU_US: f64 = 100.0;
+const MAX_WAYPOINT_ADDED_P50_MS: f64 = 0.5;
+const MAX_ROUTES_ADDED_CPU_US: f64 = 5.0;
+const MAX_IDLE_WAYPOINT_MIB: f64 = 20.0;
 const MAX_IDLE_ZTUNNEL_MIB: f64 = 12.0;
 const MAX_IDLE_SIDECAR_MIB: f64 = 15.0;
 const MAX_KIB_PER_CONNECTION: f64 = 4.0;
@@ -299,7 +306,7 @@ fn latency_rows(raw: &Value, nginx_skipped: Option<&str>) -> anyhow::Result<Vec<
         let at = |path: &str| find(results, &[("path", path.into()), ("rate", rate.into())]);
         let direct = at("direct")?;
         let rps = count(rate);
-        for path in ["ambient", "sidecar→sidecar", "sidecar→ambient"] {
+        for path in MESHED {
             let result = at(path)?;
             for p in ["p50", "p90", "p99"] {
                 let key = format!("{p}_ms");
@@ -331,7 +338,8 @@ fn latency_rows(raw: &Value, nginx_skipped: Option<&str>) -> anyhow::Result<Vec<
             braid: lag(at("ambient")?),
             target: Target::Informational,
         });
-        let mut measured = vec!["direct", "ambient", "sidecar→sidecar", "sidecar→ambient"];
+        let mut measured = vec!["direct"];
+        measured.extend(MESHED);
         if nginx_skipped.is_none() {
             measured.push("nginx");
         }
@@ -353,21 +361,20 @@ fn latency_rows(raw: &Value, nginx_skipped: Option<&str>) -> anyhow::Result<Vec<
                 }
             }
         }
-        for path in ["ambient", "sidecar→sidecar", "sidecar→ambient"] {
-            let proxies = at(path)?
-                .get("proxies")
-                .and_then(Value::as_array)
-                .with_context(|| format!("no proxies for {path}"))?;
-            for proxy in proxies {
+        for path in MESHED {
+            for proxy in proxies(at(path)?, path)? {
                 let role = proxy.get("role").and_then(Value::as_str).unwrap_or("proxy");
-                let target = if role.contains("sidecar") {
-                    Target::AbsoluteAtMost {
-                        limit: MAX_SIDECAR_CPU_US,
-                        unit: "µs",
-                    }
+                let limit = if role.contains("sidecar") {
+                    Some(MAX_SIDECAR_CPU_US)
+                } else if role == "waypoint" && path != WAYPOINT_ROUTES {
+                    Some(MAX_WAYPOINT_CPU_US)
                 } else {
-                    Target::Informational
+                    None
                 };
+                let target = limit.map_or(Target::Informational, |limit| Target::AbsoluteAtMost {
+                    limit,
+                    unit: "µs",
+                });
                 rows.push(Row {
                     scenario: LATENCY,
                     metric: format!("CPU per request, {path}, {rps} rps: {role} (µs)"),
@@ -377,6 +384,7 @@ fn latency_rows(raw: &Value, nginx_skipped: Option<&str>) -> anyhow::Result<Vec<
                 });
             }
         }
+        rows.extend(waypoint_rows(&at, rate, &rps)?);
         if nginx_skipped.is_none() {
             rows.extend(super::nginx::rows(&at, &rps)?);
         }
@@ -388,6 +396,77 @@ fn latency_rows(raw: &Value, nginx_skipped: Option<&str>) -> anyhow::Result<Vec<
         rows.push(super::nginx::skipped(why));
     }
     Ok(rows)
+}
+
+/// The meshed paths of `mesh-http-latency`, as mesh_bench names them.
+const MESHED: [&str; 6] = [
+    "ambient",
+    "sidecar→sidecar",
+    "sidecar→ambient",
+    AMBIENT_WAYPOINT,
+    "sidecar→waypoint→ambient",
+    WAYPOINT_ROUTES,
+];
+const AMBIENT_WAYPOINT: &str = "ambient→waypoint→ambient";
+/// [`AMBIENT_WAYPOINT`] to a Service with 1 000 routes at the waypoint.
+const WAYPOINT_ROUTES: &str = "ambient→waypoint→ambient, 1 000 routes";
+
+/// The `proxies` of a path's result.
+fn proxies<'a>(result: &'a Value, path: &str) -> anyhow::Result<&'a Vec<Value>> {
+    result
+        .get("proxies")
+        .and_then(Value::as_array)
+        .with_context(|| format!("no proxies for {path}"))
+}
+
+/// The waypoint's CPU per request on `path`.
+fn waypoint_cpu(result: &Value, path: &str) -> anyhow::Result<Option<f64>> {
+    Ok(proxies(result, path)?
+        .iter()
+        .find(|p| p.get("role").and_then(Value::as_str) == Some("waypoint"))
+        .with_context(|| format!("no waypoint on {path}"))?
+        .get("cpu_us_per_request")
+        .and_then(Value::as_f64))
+}
+
+/// What a waypoint adds, against the mesh without one rather than against
+/// the direct path (the `direct` column holds that baseline): p50 over
+/// ambient, and the waypoint's CPU per request with 1 000 routes over
+/// none. The targets hold at 1 000 rps.
+fn waypoint_rows<'r>(
+    at: &dyn Fn(&str) -> anyhow::Result<&'r Value>,
+    rate: f64,
+    rps: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let targeted = (rate - 1000.0).abs() < f64::EPSILON;
+    let target = |limit, unit| {
+        if targeted {
+            Target::AddedAtMost { limit, unit }
+        } else {
+            Target::Informational
+        }
+    };
+    let p50 = |r: &Value| r.get("p50_ms").and_then(Value::as_f64);
+    Ok(vec![
+        Row {
+            scenario: LATENCY,
+            metric: format!(
+                "p50 latency, {AMBIENT_WAYPOINT} over ambient (direct column: ambient), {rps} rps (ms)"
+            ),
+            direct: p50(at("ambient")?),
+            braid: p50(at(AMBIENT_WAYPOINT)?),
+            target: target(MAX_WAYPOINT_ADDED_P50_MS, "ms"),
+        },
+        Row {
+            scenario: LATENCY,
+            metric: format!(
+                "waypoint CPU per request, 1 000 routes over none (direct column: none), {rps} rps (µs)"
+            ),
+            direct: waypoint_cpu(at(AMBIENT_WAYPOINT)?, AMBIENT_WAYPOINT)?,
+            braid: waypoint_cpu(at(WAYPOINT_ROUTES)?, WAYPOINT_ROUTES)?,
+            target: target(MAX_ROUTES_ADDED_CPU_US, "µs"),
+        },
+    ])
 }
 
 // === mesh-memory ===
@@ -423,6 +502,13 @@ fn memory_rows(raw: &Value) -> anyhow::Result<Vec<Row>> {
             target: absolute(MAX_IDLE_SIDECAR_MIB, "MiB"),
         });
     }
+    rows.push(Row {
+        scenario: MEMORY,
+        metric: "RSS, idle waypoint, two Services (MiB)".to_owned(),
+        direct: None,
+        braid: mib("waypoint"),
+        target: absolute(MAX_IDLE_WAYPOINT_MIB, "MiB"),
+    });
     let runs = raw
         .get("idle_connections")
         .and_then(Value::as_array)
@@ -538,20 +624,72 @@ mod tests {
         })
     }
 
+    /// The three waypoint paths at `rate`: the waypoint costs `cpu` µs a
+    /// request, `routes_cpu` with 1 000 routes; p99 `p99` ms.
+    fn waypoint_results(rate: f64, p99: f64, cpu: f64, routes_cpu: f64) -> [Value; 3] {
+        let ztunnels = |waypoint: f64| {
+            [
+                ("client ztunnel", 40.0),
+                ("waypoint", waypoint),
+                ("server ztunnel", 40.0),
+            ]
+        };
+        [
+            latency_result(AMBIENT_WAYPOINT, rate, p99, &ztunnels(cpu)),
+            latency_result(
+                "sidecar→waypoint→ambient",
+                rate,
+                p99,
+                &[
+                    ("client sidecar", 90.0),
+                    ("waypoint", cpu),
+                    ("server ztunnel", 40.0),
+                ],
+            ),
+            latency_result(WAYPOINT_ROUTES, rate, p99, &ztunnels(routes_cpu)),
+        ]
+    }
+
+    /// `results` with the waypoint paths at 1 000 rps.
+    fn with_waypoints(mut results: Vec<Value>, p99: f64, cpu: f64, routes_cpu: f64) -> Value {
+        results.extend(waypoint_results(1000.0, p99, cpu, routes_cpu));
+        serde_json::json!({ "results": results })
+    }
+
     #[test]
     fn latency_rows_add_the_mesh_latency_and_cpu_per_request() {
-        let raw = serde_json::json!({"results": [
-            latency_result("direct", 1000.0, 0.4, &[]),
-            latency_result("ambient", 1000.0, 0.6, &[("client ztunnel", 40.0), ("server ztunnel", 41.0)]),
-            latency_result("sidecar→sidecar", 1000.0, 1.0, &[("client sidecar", 90.0), ("server sidecar", 120.0)]),
-            latency_result("sidecar→ambient", 1000.0, 0.9, &[("client sidecar", 95.0), ("server ztunnel", 40.0)]),
-            latency_result("nginx", 1000.0, 0.5, &[("nginx", 100.0)]),
-        ]});
+        let raw = with_waypoints(
+            vec![
+                latency_result("direct", 1000.0, 0.4, &[]),
+                latency_result(
+                    "ambient",
+                    1000.0,
+                    0.6,
+                    &[("client ztunnel", 40.0), ("server ztunnel", 41.0)],
+                ),
+                latency_result(
+                    "sidecar→sidecar",
+                    1000.0,
+                    1.0,
+                    &[("client sidecar", 90.0), ("server sidecar", 120.0)],
+                ),
+                latency_result(
+                    "sidecar→ambient",
+                    1000.0,
+                    0.9,
+                    &[("client sidecar", 95.0), ("server ztunnel", 40.0)],
+                ),
+                latency_result("nginx", 1000.0, 0.5, &[("nginx", 100.0)]),
+            ],
+            2.0,
+            80.0,
+            83.0,
+        );
         let rows = latency_rows(&raw, None).unwrap();
-        // 3 paths × 3 percentiles, the generator's lag, 6 proxies, then
-        // nginx's 8 rows.
-        assert_eq!(rows.len(), 24);
-        assert!(rows[16..].iter().all(|r| r.metric.contains("nginx")));
+        // 6 paths × 3 percentiles, the generator's lag, 15 proxies, the 2
+        // waypoint rows, then nginx's 8 rows.
+        assert_eq!(rows.len(), 44);
+        assert!(rows[36..].iter().all(|r| r.metric.contains("nginx")));
         let p99 = rows
             .iter()
             .find(|r| r.metric == "p99 latency, ambient, 1 000 rps (ms)")
@@ -565,10 +703,10 @@ mod tests {
             .unwrap();
         assert_eq!(sidecar_p99.verdict(), Verdict::Info);
         assert_eq!(
-            rows[9].metric,
+            rows[18].metric,
             "load generator's send lag p99, ambient, 1 000 rps (ms)"
         );
-        let cpu: Vec<(&str, Verdict)> = rows[10..16]
+        let cpu: Vec<(&str, Verdict)> = rows[19..25]
             .iter()
             .map(|r| (r.metric.as_str(), r.verdict()))
             .collect();
@@ -601,7 +739,90 @@ mod tests {
                 ),
             ]
         );
-        assert!(rows[10..16].iter().all(|r| r.direct.is_none()));
+        assert!(rows[19..34].iter().all(|r| r.direct.is_none()));
+        let waypoint_cpu: Vec<(&str, Verdict)> = rows[19..34]
+            .iter()
+            .filter(|r| r.metric.ends_with("waypoint (µs)"))
+            .map(|r| (r.metric.as_str(), r.verdict()))
+            .collect();
+        assert_eq!(
+            waypoint_cpu,
+            [
+                (
+                    "CPU per request, ambient→waypoint→ambient, 1 000 rps: waypoint (µs)",
+                    Verdict::Pass
+                ),
+                (
+                    "CPU per request, sidecar→waypoint→ambient, 1 000 rps: waypoint (µs)",
+                    Verdict::Pass
+                ),
+                (
+                    "CPU per request, ambient→waypoint→ambient, 1 000 routes, 1 000 rps: waypoint (µs)",
+                    Verdict::Info
+                ),
+            ]
+        );
+        // What the waypoint adds over ambient (p50 0.5 vs 0.15 ms) and what
+        // 1 000 routes add (3 µs).
+        let over = &rows[34..36];
+        assert_eq!(over[0].direct, Some(0.15));
+        assert_eq!(over[0].braid, Some(0.5));
+        assert_eq!(over[0].verdict(), Verdict::Pass);
+        assert!(
+            over[1]
+                .metric
+                .starts_with("waypoint CPU per request, 1 000 routes")
+        );
+        assert!((over[1].added().unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(over[1].verdict(), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_costly_route_table_or_slow_waypoint_fails_only_at_1000_rps() {
+        let mut results = vec![
+            latency_result("direct", 1000.0, 0.4, &[]),
+            latency_result("ambient", 1000.0, 0.6, &[]),
+            latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
+            latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
+        ];
+        for rate in [1000.0, 5000.0] {
+            if rate > 1000.0 {
+                for path in ["direct", "ambient", "sidecar→sidecar", "sidecar→ambient"] {
+                    results.push(latency_result(path, rate, 0.6, &[]));
+                }
+            }
+            results.extend(waypoint_results(rate, 4.0, 120.0, 130.0));
+        }
+        let rows =
+            latency_rows(&serde_json::json!({ "results": results }), Some("no nginx")).unwrap();
+        let verdict = |metric: &str| {
+            rows.iter()
+                .find(|r| r.metric == metric)
+                .unwrap_or_else(|| panic!("no row {metric}"))
+                .verdict()
+        };
+        for (rps, expected) in [("1 000", Verdict::Fail), ("5 000", Verdict::Info)] {
+            // The waypoint's own CPU target holds at every rate, like a
+            // sidecar's.
+            assert_eq!(
+                verdict(&format!(
+                    "CPU per request, ambient→waypoint→ambient, {rps} rps: waypoint (µs)"
+                )),
+                Verdict::Fail
+            );
+            assert_eq!(
+                verdict(&format!(
+                    "p50 latency, ambient→waypoint→ambient over ambient (direct column: ambient), {rps} rps (ms)"
+                )),
+                expected
+            );
+            assert_eq!(
+                verdict(&format!(
+                    "waypoint CPU per request, 1 000 routes over none (direct column: none), {rps} rps (µs)"
+                )),
+                expected
+            );
+        }
     }
 
     #[test]
@@ -609,12 +830,17 @@ mod tests {
         let mut direct = latency_result("direct", 1000.0, 0.4, &[]);
         direct["errors"] = 3.into();
         direct["unsent"] = 2.into();
-        let raw = serde_json::json!({"results": [
-            direct,
-            latency_result("ambient", 1000.0, 0.75, &[]),
-            latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
-            latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
-        ]});
+        let raw = with_waypoints(
+            vec![
+                direct,
+                latency_result("ambient", 1000.0, 0.75, &[]),
+                latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
+                latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
+            ],
+            1.0,
+            50.0,
+            51.0,
+        );
         let rows = latency_rows(&raw, Some("nginx is not installed")).unwrap();
         let p99 = rows
             .iter()
@@ -640,12 +866,17 @@ mod tests {
 
     #[test]
     fn measured_nginx_results_are_required() {
-        let raw = serde_json::json!({"results": [
-            latency_result("direct", 1000.0, 0.4, &[]),
-            latency_result("ambient", 1000.0, 0.6, &[]),
-            latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
-            latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
-        ]});
+        let raw = with_waypoints(
+            vec![
+                latency_result("direct", 1000.0, 0.4, &[]),
+                latency_result("ambient", 1000.0, 0.6, &[]),
+                latency_result("sidecar→sidecar", 1000.0, 1.0, &[]),
+                latency_result("sidecar→ambient", 1000.0, 0.9, &[]),
+            ],
+            1.0,
+            50.0,
+            51.0,
+        );
         let err = latency_rows(&raw, None).unwrap_err();
         assert!(format!("{err:#}").contains("nginx"), "{err:#}");
     }
@@ -658,6 +889,7 @@ mod tests {
                 "ztunnel_two_pods": 11.5 * MIB,
                 "sidecar_orders": 16.0 * MIB,
                 "sidecar_ledger": 12.0 * MIB,
+                "waypoint": 21.0 * MIB,
             },
             "idle_connections": [
                 {"path": "ambient", "connections_wanted": 1000, "connections": 1000, "proxies": [
@@ -676,19 +908,21 @@ mod tests {
                 Verdict::Info,
                 Verdict::Fail,
                 Verdict::Pass,
+                Verdict::Fail,
                 Verdict::Pass,
                 Verdict::Fail,
                 Verdict::Skipped,
             ]
         );
         assert_eq!(rows[0].braid, Some(11.0));
+        assert_eq!(rows[4].metric, "RSS, idle waypoint, two Services (MiB)");
         assert_eq!(
-            rows[4].metric,
+            rows[5].metric,
             "RSS per idle connection, ambient, 1 000 held: client ztunnel (KiB)"
         );
-        assert_eq!(rows[4].braid, Some(3.0));
+        assert_eq!(rows[5].braid, Some(3.0));
         assert_eq!(
-            rows[6].metric,
+            rows[7].metric,
             "skipped: 10 000 idle connections (RLIMIT_NOFILE 4096)"
         );
     }

@@ -80,7 +80,8 @@ impl OnePod {
         if !is_namespaced(pod) {
             return Err(super::StartError::Pod(pod.to_string()));
         }
-        let mesh = super::Mesh::connect(args, &format!("{role}~{pod}"))?;
+        let mesh =
+            super::Mesh::connect(args, &format!("{role}~{pod}"), crate::feed::Layers::L4AndL7)?;
         let metrics = Metrics::default();
         let context = std::sync::Arc::new(crate::upstream::PodContext {
             workload: pod.to_string(),

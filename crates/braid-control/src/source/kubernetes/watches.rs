@@ -118,7 +118,7 @@ fn gateway_api_items(
         Err(e) if is_not_found(&e) => {
             if !std::mem::replace(missing, true) {
                 tracing::warn!(
-                    "the Gateway API {kind} CRD is not installed: {served} until it is (braidctl install installs it); retrying",
+                    "the Gateway API {kind} CRD is not installed: {served} until it is (apply the Gateway API standard-channel CRDs); retrying",
                     kind = kind.as_str()
                 );
             }
