@@ -4,8 +4,14 @@
 //! a method match; then more header matches; then more query matches; then
 //! the older route, then `<namespace>/<name>` in order; then rule and match
 //! order as written.
+//!
+//! Selecting does not scan every match: a path index gives the matches
+//! whose path can take the request (its exact path, the prefixes ending at
+//! one of its `/`, every regular expression), so a table of a thousand
+//! routes costs a few hash lookups, not a thousand comparisons over memory
+//! the cache no longer holds.
 
-use std::{cmp::Reverse, sync::Arc};
+use std::{cmp::Reverse, collections::HashMap, sync::Arc};
 
 use http::HeaderMap;
 
@@ -26,12 +32,25 @@ pub struct Request<'a> {
 }
 
 /// The routes that apply to one Service port for one caller, ordered once
-/// by precedence so selecting is a scan to the first match.
+/// by precedence so selecting takes the first match that holds.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceRoutes {
     routes: Vec<Arc<HttpRoute>>,
     /// (route, rule, match) indices, most specific first.
     entries: Vec<(usize, usize, usize)>,
+    /// Positions in `entries` by path matcher.
+    paths: PathIndex,
+}
+
+/// Positions in [`ServiceRoutes::entries`] (ascending in each list) by
+/// what their path matcher needs.
+#[derive(Clone, Debug, Default)]
+struct PathIndex {
+    exact: HashMap<String, Vec<usize>>,
+    /// By the prefix without trailing slashes (`""` for `/`), as
+    /// [`PathMatch::matches`] compares it.
+    prefix: HashMap<String, Vec<usize>>,
+    regex: Vec<usize>,
 }
 
 /// The rule a request takes.
@@ -140,7 +159,23 @@ impl ServiceRoutes {
                 m,
             )
         });
-        Self { routes, entries }
+        let mut paths = PathIndex::default();
+        for (position, &(r, i, m)) in entries.iter().enumerate() {
+            match &routes[r].rules[i].matches[m].path {
+                PathMatch::Exact(p) => paths.exact.entry(p.clone()).or_default().push(position),
+                PathMatch::Regex(_) => paths.regex.push(position),
+                PathMatch::Prefix(p) => paths
+                    .prefix
+                    .entry(p.trim_end_matches('/').to_owned())
+                    .or_default()
+                    .push(position),
+            }
+        }
+        Self {
+            routes,
+            entries,
+            paths,
+        }
     }
 
     /// Whether no route applies (the Service's own endpoints serve it).
@@ -156,7 +191,11 @@ impl ServiceRoutes {
     /// The rule `request` takes; `None` when routes apply but none matches
     /// (the request is answered 404).
     pub fn select(&self, request: &Request<'_>) -> Option<Selected<'_>> {
-        self.entries.iter().find_map(|&(r, i, m)| {
+        let mut candidates = self.paths.candidates(request.path);
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.into_iter().find_map(|position| {
+            let (r, i, m) = self.entries[position];
             let route = &self.routes[r];
             let rule = &route.rules[i];
             let matched = &rule.matches[m];
@@ -167,6 +206,61 @@ impl ServiceRoutes {
                 matched,
             })
         })
+    }
+}
+
+#[cfg(test)]
+impl ServiceRoutes {
+    /// The rule [`ServiceRoutes::select`] must pick, by scanning every
+    /// match in precedence order (what the index saves).
+    pub(crate) fn select_by_scan(&self, request: &Request<'_>) -> Option<(usize, usize, usize)> {
+        self.entries
+            .iter()
+            .copied()
+            .find(|&(r, i, m)| self.routes[r].rules[i].matches[m].matches(request))
+    }
+
+    /// The (route, rule, match) indices of what `select` picked.
+    pub(crate) fn indices(&self, selected: &Selected<'_>) -> (usize, usize, usize) {
+        let r = self
+            .routes
+            .iter()
+            .position(|route| Arc::ptr_eq(route, selected.route))
+            .unwrap_or(usize::MAX);
+        let m = selected
+            .rule
+            .matches
+            .iter()
+            .position(|matched| std::ptr::eq(matched, selected.matched))
+            .unwrap_or(usize::MAX);
+        (r, selected.rule_index, m)
+    }
+}
+
+// === impl PathIndex ===
+
+impl PathIndex {
+    /// The positions whose path matcher may take `path`: every one that
+    /// does, and only regular expressions besides. A prefix `P` takes
+    /// `path` when `path` is `P` or goes on with `/` after it, so the
+    /// prefixes to look up end where `path` ends or before one of its `/`.
+    fn candidates(&self, path: &str) -> Vec<usize> {
+        let mut found = self.regex.clone();
+        if let Some(exact) = self.exact.get(path) {
+            found.extend(exact);
+        }
+        let ends = path
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'/')
+            .map(|(at, _)| at)
+            .chain([path.len()]);
+        for end in ends {
+            if let Some(prefixed) = path.get(..end).and_then(|p| self.prefix.get(p)) {
+                found.extend(prefixed);
+            }
+        }
+        found
     }
 }
 

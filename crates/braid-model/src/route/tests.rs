@@ -433,3 +433,88 @@ fn waypoint_routes_apply_at_their_gateway_by_hostname() {
     // Service routes are not waypoint routes, and the other way round.
     assert!(ServiceRoutes::for_service(&all, &service("web"), 80, "shop").is_empty());
 }
+
+#[test]
+fn the_path_index_picks_what_a_scan_of_every_match_picks() {
+    let pattern = |p: &str| PathMatch::Regex(super::pattern::Pattern::new(p).expect("test regex"));
+    let mut routes = Vec::new();
+    for i in 0..200 {
+        let path = match i % 5 {
+            0 => prefix(&format!("/r{i}")),
+            1 => prefix(&format!("/a/r{i}/")),
+            2 => PathMatch::Exact(format!("/a/r{}", i - 1)),
+            3 => pattern(&format!("/x/{i}/.*")),
+            _ => prefix("/a"),
+        };
+        let mut on = on_path(path);
+        if i % 7 == 0 {
+            on.method = Some("POST".into());
+        }
+        routes.push(route(
+            "shop",
+            &format!("r{i}"),
+            vec![rule(vec![on], &format!("b{i}"))],
+        ));
+    }
+    routes.push(route(
+        "shop",
+        "root",
+        vec![rule(vec![on_path(prefix("/"))], "root")],
+    ));
+    let table = ServiceRoutes::new(routes);
+    let headers = HeaderMap::new();
+    let mut paths: Vec<String> = [
+        "", "/", "//", "/a", "/a/", "/ab", "/r", "*", "/x/3/", "/x/8/y",
+    ]
+    .map(String::from)
+    .to_vec();
+    for i in 0..200 {
+        paths.extend([
+            format!("/r{i}"),
+            format!("/r{i}/x"),
+            format!("/r{i}x"),
+            format!("/a/r{i}"),
+            format!("/a/r{i}/"),
+            format!("/a/r{i}/b/c"),
+            format!("/x/{i}/z"),
+        ]);
+    }
+    for path in &paths {
+        for method in ["GET", "POST"] {
+            let request = Request {
+                method,
+                path,
+                query: None,
+                headers: &headers,
+            };
+            let picked = table.select(&request).map(|s| table.indices(&s));
+            assert_eq!(picked, table.select_by_scan(&request), "{method} {path:?}");
+        }
+    }
+}
+
+#[test]
+fn a_thousand_prefix_routes_still_fall_through_to_the_catch_all() {
+    let mut routes: Vec<Arc<HttpRoute>> = (0..999)
+        .map(|i| {
+            route(
+                "shop",
+                &format!("r{i}"),
+                vec![rule(
+                    vec![on_path(prefix(&format!("/r{i}")))],
+                    &format!("b{i}"),
+                )],
+            )
+        })
+        .collect();
+    routes.push(route(
+        "shop",
+        "all",
+        vec![rule(vec![on_path(prefix("/"))], "all")],
+    ));
+    let table = ServiceRoutes::new(routes);
+    assert_eq!(pick(&table, "GET", "/1k", &[]), "all");
+    assert_eq!(pick(&table, "GET", "/r998/x?y=1", &[]), "b998");
+    assert_eq!(pick(&table, "GET", "/r99", &[]), "b99");
+    assert_eq!(pick(&table, "GET", "/r9999", &[]), "all");
+}
