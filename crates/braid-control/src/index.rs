@@ -260,9 +260,20 @@ impl Index {
             .waypoint_states
             .iter()
             .flat_map(|(ns, states)| {
-                states
-                    .iter()
-                    .map(move |(name, state)| ((ns.clone(), name.clone()), state.clone()))
+                let routes = self.route_waypoints.get(ns);
+                states.iter().map(move |(name, state)| {
+                    let attached_routes = routes.map_or(0, |routes| {
+                        routes
+                            .values()
+                            .filter(|parents| parents.contains(name))
+                            .count()
+                    });
+                    let state = waypoints::State {
+                        attached_routes,
+                        ..state.clone()
+                    };
+                    ((ns.clone(), name.clone()), state)
+                })
             })
             .collect();
         let route_waypoints = self

@@ -186,6 +186,25 @@ spec:
         ),
         "Gateway/wp"
     );
+    // The Gateway's listener counts it.
+    within(WITHIN, "listener mesh: attachedRoutes 1", || {
+        get(
+            cluster,
+            &ns,
+            "gateway/wp",
+            "{.status.listeners[0].name}={.status.listeners[0].attachedRoutes}",
+        ) == "mesh=1"
+    })
+    .await?;
+    assert_eq!(
+        get(
+            cluster,
+            &ns,
+            "gateway/wp",
+            "{.status.listeners[0].conditions[?(@.type==\"Programmed\")].status}/{.status.listeners[0].supportedKinds[0].kind}",
+        ),
+        "True/HTTPRoute"
+    );
 
     // Not acceptable: the reason for the field, the objects stay.
     cluster.apply(&gateway(&ns, "wp", "braid-waypoint", "HTTP"))?;
@@ -196,6 +215,15 @@ spec:
     let message = condition(cluster, &ns, "Accepted", "message");
     assert!(message.contains("spec.listeners[0].protocol"), "{message}");
     assert_eq!(condition(cluster, &ns, "Programmed", "reason"), "Invalid");
+    within(WITHIN, "listener mesh: UnsupportedProtocol, no routes", || {
+        get(
+            cluster,
+            &ns,
+            "gateway/wp",
+            "{.status.listeners[0].conditions[?(@.type==\"Accepted\")].reason}/{.status.listeners[0].attachedRoutes}",
+        ) == "UnsupportedProtocol/0"
+    })
+    .await?;
     assert!(
         !get(cluster, &ns, "deployment/wp", "{.metadata.name}").is_empty(),
         "the last accepted waypoint keeps running"

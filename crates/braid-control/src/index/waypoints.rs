@@ -27,6 +27,8 @@ pub struct State {
     pub ready: usize,
     /// Its Service's addresses (none for an implied Service).
     pub addresses: Vec<IpAddr>,
+    /// The routes of its namespace attached to it.
+    pub attached_routes: usize,
 }
 
 /// The states of one namespace's waypoints, by name.
@@ -44,6 +46,7 @@ impl State {
                 .filter(|e| e.status == WorkloadStatus::Healthy)
                 .count(),
             addresses: service.vips.clone(),
+            attached_routes: 0,
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   for a waypoint that can take traffic; False with `Pending` until then,
 //!   or `Invalid` while the Gateway is not accepted.
 //! * `addresses`: the waypoint Service's cluster IPs.
+//! * `listeners`: each listener's kinds, attached routes and conditions
+//!   ([`listeners`]).
 //!
 //! Gateway conditions are a list keyed by type, so the write touches only
 //! Braid's two and leaves other conditions to whoever wrote them.
@@ -24,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Verdict, desired::truncated};
 
+mod listeners;
+
+pub use listeners::{ListenerStatus, RouteGroupKind};
+
 /// The part of a Gateway's `status` Braid writes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayStatus {
@@ -33,6 +39,9 @@ pub struct GatewayStatus {
     /// Conditions by type.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// One entry per listener of the spec.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
 }
 
 /// One entry of `status.addresses`.
@@ -45,10 +54,12 @@ pub struct GatewayAddress {
     pub value: String,
 }
 
-/// The status `verdict` asks for on a waypoint Gateway. A condition keeps
-/// `current`'s `lastTransitionTime` while its status stays.
+/// The status `verdict` asks for on a waypoint Gateway whose
+/// `spec.listeners` are `spec_listeners`. A condition keeps `current`'s
+/// `lastTransitionTime` while its status stays.
 pub fn desired_gateway_status(
     verdict: &Verdict,
+    spec_listeners: &[serde_json::Value],
     current: Option<&GatewayStatus>,
     now: Timestamp,
 ) -> GatewayStatus {
@@ -119,6 +130,20 @@ pub fn desired_gateway_status(
             condition("Accepted", accepted),
             condition("Programmed", programmed),
         ],
+        listeners: listeners::desired_listeners(
+            &listeners::Gateway {
+                rejected_at: verdict
+                    .error
+                    .as_deref()
+                    .map(|e| e.split_once(": ").map_or("", |(field, _)| field)),
+                programmed: state.ready > 0,
+                attached_routes: state.attached_routes,
+                generation: verdict.generation,
+            },
+            spec_listeners,
+            current.map_or(&[][..], |c| c.listeners.as_slice()),
+            Time(now),
+        ),
     }
 }
 
@@ -129,6 +154,7 @@ pub fn gateway_is_up_to_date(current: Option<&GatewayStatus>, desired: &GatewayS
         return false;
     };
     current.addresses == desired.addresses
+        && listeners::listeners_up_to_date(&current.listeners, &desired.listeners)
         && desired
             .conditions
             .iter()

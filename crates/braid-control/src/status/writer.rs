@@ -243,7 +243,11 @@ fn desired_for(
     if verdict.kind == CrdKind::Gateway {
         let current: Option<GatewayStatus> =
             status.and_then(|s| serde_json::from_value(s.clone()).ok());
-        let desired = desired_gateway_status(verdict, current.as_ref(), now);
+        let listeners = data
+            .pointer("/spec/listeners")
+            .and_then(serde_json::Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let desired = desired_gateway_status(verdict, listeners, current.as_ref(), now);
         return match gateway_is_up_to_date(current.as_ref(), &desired) {
             true => None,
             false => serde_json::to_value(desired).ok(),

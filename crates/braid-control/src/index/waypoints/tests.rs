@@ -61,7 +61,8 @@ fn a_waypoint_gateway_implies_its_service_from_its_pods() {
         state(&mut index),
         Some(State {
             ready: 0,
-            addresses: vec![]
+            addresses: vec![],
+            attached_routes: 0,
         })
     );
 
@@ -146,4 +147,6 @@ spec:
         Some(&vec!["wp".to_string()]),
         "wp is a waypoint, ingress is unknown"
     );
+    let wp = &findings.waypoints[&("shop".to_string(), "wp".to_string())];
+    assert_eq!(wp.attached_routes, 1, "the Gateway's listeners count it");
 }
