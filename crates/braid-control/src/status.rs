@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 pub mod desired;
 pub mod gateway;
+mod gateway_class;
 pub mod lease;
 pub mod route;
 mod writer;

@@ -97,6 +97,20 @@ async fn waypoint_gateways_become_deployments_and_services() -> anyhow::Result<(
     let expected_image = config.proxy_image.clone();
     let control = ControlPlane::start(config).await?;
 
+    // The leader puts the class in place, naming Braid, Accepted.
+    within(WITHIN, "GatewayClass braid-waypoint Accepted", || {
+        cluster
+            .kubectl(&[
+                "get",
+                "gatewayclass",
+                "braid-waypoint",
+                "-o",
+                "jsonpath={.spec.controllerName} {.status.conditions[?(@.type==\"Accepted\")].status}",
+            ])
+            .is_ok_and(|out| out.trim() == "braid.dev/control-plane True")
+    })
+    .await?;
+
     // Applied: its objects, owned by it; Accepted; not Programmed while no
     // pod is ready.
     cluster.apply(&gateway(&ns, "wp", "braid-waypoint", "HBONE"))?;

@@ -38,6 +38,8 @@ pub(super) struct Writer {
     proxy: Arc<InjectConfig>,
     /// The verdicts known to be on their objects.
     done: HashMap<Key, Verdict>,
+    /// Whether the GatewayClass is known to be in place this term.
+    class_done: bool,
 }
 
 /// What happened to one object.
@@ -64,6 +66,36 @@ impl Writer {
             retry_every,
             proxy: Arc::new(proxy),
             done: HashMap::new(),
+            class_done: false,
+        }
+    }
+
+    /// Makes sure of the GatewayClass `braid-waypoint` once per term;
+    /// whether that must be retried.
+    async fn ensure_class(&mut self) -> bool {
+        if self.class_done {
+            return false;
+        }
+        match super::gateway_class::ensure(&self.client).await {
+            Ok(super::gateway_class::ClassOutcome::Ready) => {
+                self.class_done = true;
+                false
+            }
+            // Checked again with the next verdicts: the CRDs may come.
+            Ok(super::gateway_class::ClassOutcome::NoCrd) => false,
+            Ok(super::gateway_class::ClassOutcome::Foreign(controller)) => {
+                tracing::warn!(
+                    class = braid_crd::gateway::WAYPOINT_CLASS,
+                    %controller,
+                    "the GatewayClass names another controller; Braid still runs the Gateways of that class as waypoints, but writes no class status (delete the class to let Braid create it)"
+                );
+                self.class_done = true;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?self.retry_every, "cannot create or update the GatewayClass braid-waypoint; check the control plane's RBAC");
+                true
+            }
         }
     }
 
@@ -77,8 +109,9 @@ impl Writer {
         let mut verdicts_open = true;
         loop {
             let pending = if *leader.borrow_and_update() {
+                let class_pending = self.ensure_class().await;
                 let current = verdicts.borrow_and_update().clone();
-                self.sync(&current, &leader).await
+                self.sync(&current, &leader).await || class_pending
             } else {
                 false
             };
@@ -95,6 +128,7 @@ impl Writer {
                     // A new term re-checks every object: someone else may
                     // have written in between.
                     self.done.clear();
+                    self.class_done = false;
                 }
                 () = tokio::time::sleep(self.retry_every), if pending => {}
             }
