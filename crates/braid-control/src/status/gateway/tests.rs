@@ -32,22 +32,22 @@ fn mesh() -> Vec<serde_json::Value> {
 /// (type, status, reason) of a condition.
 type Triple<'a> = (&'a str, &'a str, &'a str);
 
-/// (type, status, reason) of each condition of `listener`.
-fn listener_conditions(listener: &ListenerStatus) -> Vec<(&str, &str, &str)> {
-    listener
-        .conditions
+/// (type, status, reason) of each of `conditions`.
+fn triples(conditions: &[Condition]) -> Vec<Triple<'_>> {
+    conditions
         .iter()
         .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
         .collect()
 }
 
+/// (type, status, reason) of each condition of `listener`.
+fn listener_conditions(listener: &ListenerStatus) -> Vec<Triple<'_>> {
+    triples(&listener.conditions)
+}
+
 /// (type, status, reason) of each condition.
-fn conditions(status: &GatewayStatus) -> Vec<(&str, &str, &str)> {
-    status
-        .conditions
-        .iter()
-        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
-        .collect()
+fn conditions(status: &GatewayStatus) -> Vec<Triple<'_>> {
+    triples(&status.conditions)
 }
 
 #[test]
