@@ -121,6 +121,33 @@ fn demo_walks_through_and_leaves_nothing_behind() {
         "the verdict"
     );
 
+    // Through the waypoint: the route's 80/20 split and its header match,
+    // with no failed request.
+    let canary = summary(&output, 7);
+    let line = |prefix: &str| {
+        canary
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{canary}"))
+            .to_owned()
+    };
+    let header = line("inventory/stock → catalog, x-canary: yes");
+    let (errors, requests) = counts(&header);
+    assert!(
+        errors == 0 && requests > 0 && header.contains("v1   0.0%"),
+        "every header-matched request lands on v2:\n{canary}"
+    );
+    let split = line("inventory/stock → catalog ");
+    let (errors, requests) = counts(&split);
+    assert!(
+        errors == 0
+            && requests >= 50
+            && !split.contains("v2   0.0%")
+            && !split.contains("v1   0.0%"),
+        "both versions answer the 80/20 split:\n{canary}"
+    );
+
     assert_nothing_left();
 }
 
@@ -174,7 +201,7 @@ fn run_demo(bins: &Path) -> (bool, String) {
 
 /// The summary block of step `n` (its lines up to the next blank line).
 fn summary(output: &str, n: usize) -> String {
-    let marker = format!("-- summary of step {n}/6");
+    let marker = format!("-- summary of step {n}/7");
     let start = output
         .find(&marker)
         .unwrap_or_else(|| panic!("no `{marker}` in the output"));

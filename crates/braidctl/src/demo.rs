@@ -8,6 +8,9 @@
 //! namespaces on one bridge; their HTTP servers and the traffic generator run
 //! inside this process (sockets opened in the pods' namespaces), so every
 //! number on screen comes from real requests through the real proxies.
+//! The last step puts a waypoint (`braid-proxy waypoint`) in front of a
+//! two-version Service in `inventory` and shows its route's canary split
+//! and header match request by request (see [`waypoint`]).
 //!
 //! Everything it creates is named `braid-demo-…` and recorded in a state
 //! file, so Ctrl-C, the end of the run, or the next start after a crash
@@ -15,6 +18,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
+mod canary;
 mod http;
 mod mesh;
 mod metrics;
@@ -26,6 +30,7 @@ mod topology;
 mod traffic;
 mod view;
 mod walk;
+mod waypoint;
 
 /// Options of `braidctl demo`.
 #[derive(Debug, Clone, clap::Args)]

@@ -34,7 +34,8 @@ enum Command {
     /// Configuration documents the control plane rejected (file, document, field, reason).
     ConfigErrors(debug::ConfigErrorsArgs),
     /// Run a local mesh in network namespaces with live traffic and walk
-    /// through policy and mode switches (needs root; cleans up after itself).
+    /// through policy, mode switches and a waypoint's canary route (needs
+    /// root; cleans up after itself).
     Demo(demo::Args),
     /// Install Braid into the cluster of your kubeconfig (CRDs, control
     /// plane, node agents, injection webhook) with server-side apply.

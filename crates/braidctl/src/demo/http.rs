@@ -33,12 +33,26 @@ pub(crate) async fn connect_in(netns: &NetNs, addr: SocketAddr) -> anyhow::Resul
 
 /// `GET path` on a connected stream; the status code and body.
 pub(crate) async fn get(
-    mut stream: TcpStream,
+    stream: TcpStream,
     host: &str,
     path: &str,
 ) -> anyhow::Result<(u16, String)> {
+    get_with(stream, host, path, &[]).await
+}
+
+/// [`get`] with extra request headers (the waypoint step's header match).
+pub(crate) async fn get_with(
+    mut stream: TcpStream,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: braidctl-demo\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: braidctl-demo\r\n{extra}Connection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

@@ -24,6 +24,9 @@ use super::{
 };
 
 mod pods;
+mod waypoint;
+
+pub(crate) use waypoint::WaypointStep;
 
 /// How long the control plane and the proxies may take to come up.
 const START_LIMIT: Duration = Duration::from_secs(30);

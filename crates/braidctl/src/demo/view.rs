@@ -68,10 +68,11 @@ impl Screen {
         self.log.drain(..excess);
     }
 
-    /// Shows the live table: redrawn each call on a terminal, every
+    /// Shows the live table, followed by `extra` (the waypoint step's
+    /// block, or nothing): redrawn each call on a terminal, every
     /// `plain_every` as lines otherwise.
-    pub(crate) fn live(&mut self, header: &str, rows: &[Row], plain_every: Duration) {
-        let table = table(rows);
+    pub(crate) fn live(&mut self, header: &str, rows: &[Row], extra: &str, plain_every: Duration) {
+        let table = table(rows) + extra;
         if self.plain {
             if self
                 .last_plain_table

@@ -1,4 +1,4 @@
-//! The walk-through: six announced steps spaced over `--duration`, each
+//! The walk-through: seven announced steps spaced over `--duration`, each
 //! ending with a summary of what the live traffic saw during it, and a
 //! closing verdict on what the demo set out to show.
 
@@ -11,12 +11,14 @@ use std::{
 use anyhow::bail;
 
 use super::{
-    mesh::Mesh,
+    canary::{self, Canary, Tally},
+    mesh::{Mesh, WaypointStep},
     metrics::Identities,
     state::Owned,
     topology::{self, APPS, Mode},
     traffic::{self, Traffic},
     view::{self, LIVE_WINDOW, Row, Screen},
+    waypoint,
 };
 
 /// The DENY policy's file in the configuration directory.
@@ -41,15 +43,17 @@ enum Step {
     LegacyToAmbient,
     ShopToAmbient,
     AllMeshed,
+    Waypoint,
 }
 
-const STEPS: [Step; 6] = [
+const STEPS: [Step; 7] = [
     Step::Baseline,
     Step::Deny,
     Step::Allow,
     Step::LegacyToAmbient,
     Step::ShopToAmbient,
     Step::AllMeshed,
+    Step::Waypoint,
 ];
 
 /// The walk-through's settings.
@@ -65,7 +69,13 @@ pub(crate) struct Walk {
 struct Outcome {
     step: Step,
     rows: Vec<Row>,
+    /// The waypoint's split and header match (without, with the header),
+    /// once that step started them.
+    canary: Option<(Tally, Tally)>,
 }
+
+/// The waypoint step's pods and its traffic, once started.
+type Live = Option<(WaypointStep, Canary)>;
 
 // === impl Step ===
 
@@ -78,6 +88,7 @@ impl Step {
             Step::LegacyToAmbient => "switch namespace legacy to ambient",
             Step::ShopToAmbient => "switch namespace shop from sidecar to ambient",
             Step::AllMeshed => "everything meshed",
+            Step::Waypoint => "a waypoint: canary split and header match for catalog",
         }
     }
 
@@ -100,6 +111,9 @@ impl Step {
             }
             Step::AllMeshed => {
                 "every edge is mutual TLS between SPIFFE identities, with no sidecar left."
+            }
+            Step::Waypoint => {
+                "writes waypoint.yaml: Service catalog (v1 on node-a, v2 on node-b) opts in to waypoint inventory/waypoint\n(braid.dev/waypoint label); its HTTPRoute sends x-canary: yes to v2, the rest 80/20 to v1/v2.\ninventory/stock calls catalog: its ztunnel only carries bytes to the waypoint, which picks the version per request."
             }
         }
     }
@@ -131,6 +145,7 @@ impl Walk {
             slot.as_secs()
         ));
         let mut outcomes = Vec::new();
+        let mut live: Live = None;
         for (n, step) in STEPS.into_iter().enumerate() {
             let header = format!("step {}/{}: {}", n + 1, STEPS.len(), step.title());
             self.screen
@@ -149,14 +164,18 @@ impl Walk {
                         _ = tick.tick() => {
                             ids.scrape(&sources).await;
                             let now = Instant::now();
-                            let rows = view::rows(&traffic, &ids, &endpoints, now - LIVE_WINDOW.min(now - started), now);
-                            self.screen.live(&header, &rows, PLAIN_EVERY);
+                            let from = now - LIVE_WINDOW.min(now - started);
+                            let rows = view::rows(&traffic, &ids, &endpoints, from, now);
+                            self.screen.live(&header, &rows, &canary_block(&live, from, now), PLAIN_EVERY);
                         }
                     }
                 }
             };
             if let Some(note) = &acted.note {
                 self.screen.say(&indent(note));
+            }
+            if let Some(started) = acted.started {
+                live = Some(started);
             }
             let window_start = acted.effective.unwrap_or(t0);
             let end = (t0 + slot).max(Instant::now() + MIN_OBSERVE);
@@ -166,14 +185,10 @@ impl Walk {
                 owned.check_running()?;
                 ids.scrape(&sources).await;
                 let now = Instant::now();
-                let rows = view::rows(
-                    &traffic,
-                    &ids,
-                    &mesh.endpoints,
-                    now - LIVE_WINDOW.min(now - started),
-                    now,
-                );
-                self.screen.live(&header, &rows, PLAIN_EVERY);
+                let from = now - LIVE_WINDOW.min(now - started);
+                let rows = view::rows(&traffic, &ids, &mesh.endpoints, from, now);
+                let extra = canary_block(&live, from, now);
+                self.screen.live(&header, &rows, &extra, PLAIN_EVERY);
             }
             let now = Instant::now();
             let rows = view::rows(&traffic, &ids, &mesh.endpoints, window_start, now);
@@ -182,14 +197,19 @@ impl Walk {
             } else {
                 "whole step"
             };
+            let tallies = live.as_ref().map(|(_, c)| c.window(window_start, now));
             self.screen.say(&format!(
                 "-- summary of step {}/{} ({what}, {:.1}s):\n{}",
                 n + 1,
                 STEPS.len(),
                 now.duration_since(window_start).as_secs_f64(),
-                view::table(&rows).trim_end()
+                (view::table(&rows) + &canary_block(&live, window_start, now)).trim_end()
             ));
-            outcomes.push(Outcome { step, rows });
+            outcomes.push(Outcome {
+                step,
+                rows,
+                canary: tallies,
+            });
         }
         let (ok, verdict) = verdict(&outcomes);
         self.screen.say(&format!("\n== verdict\n{verdict}"));
@@ -199,18 +219,21 @@ impl Walk {
         }
         if !self.screen.plain() {
             for (n, o) in outcomes.iter().enumerate() {
+                let extra = o
+                    .canary
+                    .map_or_else(String::new, |(p, c)| canary::table(&p, &c));
                 println!(
                     "step {}/{}: {}\n{}",
                     n + 1,
                     STEPS.len(),
                     o.step.title(),
-                    view::table(&o.rows).trim_end()
+                    (view::table(&o.rows) + &extra).trim_end()
                 );
             }
             println!("\n{verdict}");
         }
         if self.keep {
-            self.keep_running(mesh, &traffic, &mut ids).await?;
+            self.keep_running(mesh, &traffic, &mut ids, &live).await?;
         }
         Ok(ok)
     }
@@ -218,6 +241,23 @@ impl Walk {
     /// Performs a step's change to the mesh.
     async fn act(step: Step, mesh: &mut Mesh, owned: &mut Owned) -> anyhow::Result<Acted> {
         match step {
+            Step::Waypoint => {
+                let started = Instant::now();
+                let wp = mesh.start_waypoint(owned).await?;
+                // The split's numbers start once the route is live, so
+                // the summary shows the route, not the waypoint starting.
+                let canary = Canary::start(wp.client.clone(), wp.vip);
+                Ok(Acted {
+                    effective: Some(Instant::now()),
+                    note: Some(format!(
+                        "waypoint up and routing after {:.1}s: {} requests/s to catalog ({} of them with x-canary: yes)",
+                        started.elapsed().as_secs_f64(),
+                        canary::SPLIT_RATE + canary::CANARY_RATE,
+                        canary::CANARY_RATE
+                    )),
+                    started: Some((wp, canary)),
+                })
+            }
             Step::Baseline | Step::AllMeshed => Ok(Acted::default()),
             Step::Deny => {
                 let started = Instant::now();
@@ -250,6 +290,7 @@ impl Walk {
         let pod = mesh.wait_captured(app).await?;
         Ok(Acted {
             effective: None,
+            started: None,
             note: Some(format!(
                 "namespace {} labelled ambient (proxies saw it after {:.1}s); its running pod {pod} captured by the ztunnel after {:.1}s, without a restart",
                 APPS[app].namespace,
@@ -273,6 +314,7 @@ impl Walk {
         let new = mesh.rollout(owned, app).await?;
         Ok(Acted {
             effective: None,
+            started: None,
             note: Some(format!(
                 "namespace {} labelled {mode} (proxies saw it after {:.1}s); pod {old} replaced by {new} in {:.1}s",
                 APPS[app].namespace,
@@ -289,6 +331,7 @@ impl Walk {
         mesh: &Mesh,
         traffic: &Traffic,
         ids: &mut Identities,
+        live: &Live,
     ) -> anyhow::Result<()> {
         let mut help = String::from(
             "\n== the mesh keeps running (--keep); Ctrl-C stops it and cleans up\npods:\n",
@@ -310,6 +353,16 @@ impl Walk {
                 "enter a pod and call a service (through the mesh):\n  sudo ip netns exec {netns} curl -s http://{addr}/\n  sudo ip netns exec {netns} bash"
             );
         }
+        if let (Some((wp, _)), Some((netns, _, _))) =
+            (live, mesh.current_pods().get(INVENTORY).cloned())
+        {
+            let _ = writeln!(
+                help,
+                "call catalog through the waypoint (its route is in {}):\n  sudo ip netns exec {netns} curl -s -H 'x-canary: yes' http://{}/",
+                waypoint::FILE,
+                wp.vip
+            );
+        }
         let _ = write!(
             help,
             "change the mesh by editing YAML in {} (the control plane watches it)",
@@ -321,9 +374,11 @@ impl Walk {
             tick.tick().await;
             ids.scrape(&mesh.metric_sources()).await;
             let now = Instant::now();
-            let rows = view::rows(traffic, ids, &mesh.endpoints, now - LIVE_WINDOW, now);
+            let from = now - LIVE_WINDOW;
+            let rows = view::rows(traffic, ids, &mesh.endpoints, from, now);
+            let extra = canary_block(live, from, now);
             self.screen
-                .live("running (--keep)", &rows, Duration::from_secs(30));
+                .live("running (--keep)", &rows, &extra, Duration::from_secs(30));
         }
     }
 }
@@ -334,6 +389,8 @@ struct Acted {
     /// When the change showed in the traffic (the summary starts there).
     effective: Option<Instant>,
     note: Option<String>,
+    /// What the waypoint step started, kept running for later views.
+    started: Live,
 }
 
 impl Acted {
@@ -344,6 +401,7 @@ impl Acted {
                 "took effect after {:.2}s: inventory is {what}",
                 at.duration_since(started).as_secs_f64()
             )),
+            started: None,
         }
     }
 }
@@ -436,7 +494,18 @@ fn verdict(outcomes: &[Outcome]) -> (bool, String) {
             format!("all meshed: {mtls} of 3 edges ambient → ambient over mTLS"),
         );
     }
+    if let Some(o) = find(Step::Waypoint) {
+        for (pass, text) in canary::checks(&o.canary.unwrap_or_default()) {
+            check(pass, text);
+        }
+    }
     (ok, out.trim_end().to_owned())
+}
+
+/// The waypoint step's block of the view over `[from, to)`, once started.
+fn canary_block(live: &Live, from: Instant, to: Instant) -> String {
+    live.as_ref()
+        .map_or_else(String::new, |(_, c)| canary::block(c, from, to))
 }
 
 fn indent(text: &str) -> String {

@@ -33,6 +33,21 @@ const READY_STREAK: u32 = 5;
 /// old one get to finish before it goes.
 const DRAIN: Duration = Duration::from_millis(2500);
 
+/// What a CNI call says about a pod.
+#[derive(Debug)]
+pub(super) struct CniPod<'a> {
+    /// The node whose agent the plugin calls.
+    pub(super) node: &'a str,
+    /// `K8S_POD_NAMESPACE`.
+    pub(super) namespace: &'a str,
+    /// `K8S_POD_NAME`.
+    pub(super) name: String,
+    /// `K8S_POD_UID`.
+    pub(super) uid: String,
+    /// The address the runtime gave `eth0` (the plugin's `prevResult`).
+    pub(super) ip: std::net::Ipv4Addr,
+}
+
 /// A pod that exists, with its server task and namespace.
 #[derive(Debug)]
 pub(super) struct LivePod {
@@ -252,12 +267,29 @@ impl Mesh {
     /// Runs the `braid-cni` plugin binary for `pod` exactly as a container
     /// runtime does: `CNI_*` environment, network configuration on stdin.
     async fn cni(&self, pod: &Pod, net: &net::PodNet, command: &str) -> anyhow::Result<()> {
-        let app = pod.app();
-        let node = self.node(app.node)?;
+        let target = CniPod {
+            node: pod.app().node,
+            namespace: pod.app().namespace,
+            name: pod.name(),
+            uid: pod.uid(),
+            ip: pod.ip(),
+        };
+        self.cni_for(&target, net, command).await
+    }
+
+    /// [`Mesh::cni`] for any pod, also one outside [`APPS`] (the waypoint
+    /// step's).
+    pub(super) async fn cni_for(
+        &self,
+        pod: &CniPod<'_>,
+        net: &net::PodNet,
+        command: &str,
+    ) -> anyhow::Result<()> {
+        let node = self.node(pod.node)?;
         let prev = json!({
             "cniVersion": "1.0.0",
             "interfaces": [{"name": "eth0", "sandbox": net.path}],
-            "ips": [{"address": format!("{}/{}", pod.ip(), net::PREFIX_LEN), "interface": 0}],
+            "ips": [{"address": format!("{}/{}", pod.ip, net::PREFIX_LEN), "interface": 0}],
             "dns": {},
         });
         let conf = json!({
@@ -267,7 +299,7 @@ impl Mesh {
             "agentSocket": node.agent_socket,
             "prevResult": prev,
         });
-        let uid = pod.uid();
+        let uid = &pod.uid;
         let container = format!("c-{uid}");
         let mut child = tokio::process::Command::new(&self.bins.cni)
             .env_clear()
@@ -279,8 +311,7 @@ impl Mesh {
                 "CNI_ARGS",
                 format!(
                     "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={container};K8S_POD_UID={uid}",
-                    app.namespace,
-                    pod.name()
+                    pod.namespace, pod.name
                 ),
             )
             .env("CNI_PATH", "/opt/cni/bin")
@@ -301,15 +332,15 @@ impl Mesh {
             .with_context(|| {
                 format!(
                     "CNI {command} of pod {} took longer than {CNI_LIMIT:?}",
-                    pod.name()
+                    pod.name
                 )
             })?
             .context("cannot wait for the CNI plugin")?;
         if !out.status.success() {
             bail!(
                 "CNI {command} of pod {}/{} failed ({}): {} {}",
-                app.namespace,
-                pod.name(),
+                pod.namespace,
+                pod.name,
                 out.status,
                 String::from_utf8_lossy(&out.stdout).trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
