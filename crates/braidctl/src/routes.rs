@@ -2,13 +2,15 @@
 //! and which rule a given request to a Service would take. Routes come over
 //! xDS exactly as a proxy gets them, and the answer comes from the matcher
 //! every proxy runs (`braid_model::route`), so what this prints is what
-//! the mesh does.
+//! the mesh does: a Service behind a waypoint has its routes applied
+//! there, and where none of its own attaches, the routes attached to the
+//! waypoint's Gateway that admit its hostname.
 
 use std::{fmt::Write as _, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use braid_model::{
-    HttpRoute, ServiceRef,
+    HttpRoute, Service, ServiceRef, WaypointRef,
     route::{Filter, Request, RouteParent, ServiceRoutes},
     text,
 };
@@ -54,7 +56,7 @@ pub(crate) struct Args {
 
 /// Prints the routes, or the rule a request takes (exit 1 when none does).
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let routes = fetch(&args.control_plane).await?;
+    let (routes, services) = fetch(&args.control_plane).await?;
     let Some(service) = &args.service else {
         print!("{}", list(&routes));
         return Ok(ExitCode::SUCCESS);
@@ -62,7 +64,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let service = parse_service(service)?;
     let headers = parse_headers(&args.headers)?;
     let from = args.from.as_deref().unwrap_or(&service.namespace);
-    let table = ServiceRoutes::for_service(&routes, &service, args.port, from);
+    let known = services.iter().find(|s| s.reference == service);
+    let (table, at) = table_for(&routes, &service, known.map(Arc::as_ref), args.port, from);
     let (path, query) = match args.path.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (args.path.as_str(), None),
@@ -73,7 +76,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         query,
         headers: &headers,
     };
-    let (text, found) = explain(&table, &service, args.port, &request);
+    let (mut text, found) = explain(&table, &service, args.port, &request);
+    if let Some(at) = at {
+        text.insert_str(0, &at);
+    }
     print!("{text}");
     Ok(if found {
         ExitCode::SUCCESS
@@ -82,8 +88,48 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Every HTTP route the control plane serves, once the stream has synced.
-async fn fetch(cp: &ControlPlane) -> anyhow::Result<Vec<Arc<HttpRoute>>> {
+/// The routes that apply to a request for `service` (`known`: what the
+/// control plane serves of it, if anything) on `port` from `from`, as the
+/// proxies choose them, and a line saying where they apply when that is a
+/// waypoint.
+fn table_for(
+    routes: &[Arc<HttpRoute>],
+    service: &ServiceRef,
+    known: Option<&Service>,
+    port: u16,
+    from: &str,
+) -> (ServiceRoutes, Option<String>) {
+    let own = ServiceRoutes::for_service(routes, service, port, from);
+    let Some((known, waypoint)) = known.and_then(|k| Some((k, k.waypoint.as_ref()?))) else {
+        return (own, None);
+    };
+    let at = |what: &str| {
+        format!(
+            "applied at waypoint {} ({what})\n",
+            text::escaped(&waypoint_name(waypoint))
+        )
+    };
+    if !own.is_empty() {
+        return (own, Some(at("the Service's own routes")));
+    }
+    let attached =
+        ServiceRoutes::for_waypoint(routes, &waypoint.namespace, &waypoint.name, &known.hostname);
+    (
+        attached,
+        Some(at(
+            "routes attached to its Gateway that admit the Service's hostname",
+        )),
+    )
+}
+
+/// `<namespace>/<name>` of a waypoint.
+fn waypoint_name(waypoint: &WaypointRef) -> String {
+    format!("{}/{}", waypoint.namespace, waypoint.name)
+}
+
+/// Every HTTP route and Service the control plane serves, once the stream
+/// has synced.
+async fn fetch(cp: &ControlPlane) -> anyhow::Result<(Vec<Arc<HttpRoute>>, Vec<Arc<Service>>)> {
     let mut node = NodeInfo::new("braidctl~routes");
     node.user_agent_name = "braidctl".into();
     let mut builder = Client::builder(cp.uri(), node);
@@ -92,6 +138,7 @@ async fn fetch(cp: &ControlPlane) -> anyhow::Result<Vec<Arc<HttpRoute>>> {
     }
     let client = builder
         .watch::<HttpRoute>(Subscription::Wildcard, |_| {})
+        .watch::<Service>(Subscription::Wildcard, |_| {})
         .build()
         .context("invalid control-plane address")?;
     let (handle, task) = client.spawn();
@@ -106,6 +153,10 @@ async fn fetch(cp: &ControlPlane) -> anyhow::Result<Vec<Arc<HttpRoute>>> {
         .store::<HttpRoute>()
         .map(|store| store.snapshot().into_values().map(|c| c.value).collect())
         .unwrap_or_default();
+    let services = handle
+        .store::<Service>()
+        .map(|store| store.snapshot().into_values().map(|c| c.value).collect())
+        .unwrap_or_default();
     handle.shutdown();
     let _ = task.await;
     if !synced {
@@ -116,7 +167,7 @@ async fn fetch(cp: &ControlPlane) -> anyhow::Result<Vec<Arc<HttpRoute>>> {
             cp.tls_hint()
         );
     }
-    Ok(routes)
+    Ok((routes, services))
 }
 
 fn parse_service(raw: &str) -> anyhow::Result<ServiceRef> {

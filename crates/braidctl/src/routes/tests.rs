@@ -88,3 +88,77 @@ fn lists_routes_and_parses_arguments() {
     assert_eq!(headers["x-canary"], "yes");
     assert!(parse_headers(&["no-colon".into()]).is_err());
 }
+
+/// Service `shop/<name>`, behind waypoint `shop/wp` when `behind`.
+fn service(name: &str, behind: bool) -> Service {
+    Service {
+        reference: ServiceRef::new("shop", name),
+        hostname: format!("{name}.shop.svc.cluster.local"),
+        vips: Vec::new(),
+        ports: Vec::new(),
+        endpoints: Vec::new(),
+        waypoint: behind.then(|| WaypointRef {
+            name: "wp".into(),
+            namespace: "shop".into(),
+        }),
+        headless: false,
+    }
+}
+
+/// `route()` attached to Gateway shop/wp for `hostname` instead.
+fn at_gateway(hostname: &str) -> Arc<HttpRoute> {
+    let mut route = (*route()).clone();
+    route.name = "via-wp".into();
+    route.parents = vec![RouteParent::Gateway {
+        namespace: "shop".into(),
+        name: "wp".into(),
+        section: None,
+    }];
+    route.hostnames = vec![hostname.into()];
+    Arc::new(route)
+}
+
+#[test]
+fn routes_behind_a_waypoint_are_said_to_apply_there() {
+    let web = service("web", true);
+    let request = |headers: &HeaderMap| -> (String, bool) {
+        let routes = [at_gateway("web.shop.svc.cluster.local")];
+        let (table, at) = table_for(&routes, &web.reference, Some(&web), 80, "shop");
+        let request = Request {
+            method: "GET",
+            path: "/api/x",
+            query: None,
+            headers,
+        };
+        let (text, found) = explain(&table, &web.reference, 80, &request);
+        (format!("{}{text}", at.unwrap_or_default()), found)
+    };
+    // No route of its own: the Gateway's route that admits its hostname.
+    let (text, found) = request(&HeaderMap::new());
+    assert!(found, "{text}");
+    assert!(
+        text.starts_with("applied at waypoint shop/wp (routes attached to its Gateway"),
+        "{text}"
+    );
+    assert!(text.contains("route shop/via-wp rule 0"), "{text}");
+
+    // Its own route wins, and still applies at the waypoint.
+    let routes = [route(), at_gateway("web.shop.svc.cluster.local")];
+    let (table, at) = table_for(&routes, &web.reference, Some(&web), 80, "shop");
+    assert_eq!(
+        at.as_deref(),
+        Some("applied at waypoint shop/wp (the Service's own routes)\n")
+    );
+    assert!(table.routes().iter().all(|r| r.name == "web"));
+
+    // Another hostname, or no waypoint: nothing from the Gateway.
+    let routes = [at_gateway("api.shop.svc.cluster.local")];
+    let (table, _) = table_for(&routes, &web.reference, Some(&web), 80, "shop");
+    assert!(table.is_empty());
+    let plain = service("web", false);
+    let routes = [at_gateway("web.shop.svc.cluster.local")];
+    let (table, at) = table_for(&routes, &plain.reference, Some(&plain), 80, "shop");
+    assert!(table.is_empty() && at.is_none());
+    let (table, at) = table_for(&routes, &plain.reference, None, 80, "shop");
+    assert!(table.is_empty() && at.is_none());
+}
