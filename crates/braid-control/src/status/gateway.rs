@@ -65,23 +65,25 @@ pub fn desired_gateway_status(
 ) -> GatewayStatus {
     let state = verdict.waypoint.clone().unwrap_or_default();
     let name = &verdict.name;
-    let (accepted, programmed) = match &verdict.error {
-        Some(error) => {
-            let field = error.split_once(": ").map_or("", |(field, _)| field);
+    // The field at fault leads the kept error (`<field>: <reason>: ...`).
+    let rejected_at = verdict
+        .error
+        .as_deref()
+        .map(|e| e.split_once(": ").map_or("", |(field, _)| field));
+    let (accepted, programmed) = match (&verdict.error, rejected_at) {
+        (Some(error), Some(field)) => (
             (
-                (
-                    "False",
-                    not_accepted_reason(field).to_string(),
-                    format!("{error}; the waypoint's last accepted version keeps running"),
-                ),
-                (
-                    "False",
-                    "Invalid".to_string(),
-                    "the Gateway is not accepted (see Accepted)".to_string(),
-                ),
-            )
-        }
-        None => (
+                "False",
+                not_accepted_reason(field).to_string(),
+                format!("{error}; the waypoint's last accepted version keeps running"),
+            ),
+            (
+                "False",
+                "Invalid".to_string(),
+                "the Gateway is not accepted (see Accepted)".to_string(),
+            ),
+        ),
+        _ => (
             (
                 "True",
                 "Accepted".to_string(),
@@ -132,10 +134,7 @@ pub fn desired_gateway_status(
         ],
         listeners: listeners::desired_listeners(
             &listeners::Gateway {
-                rejected_at: verdict
-                    .error
-                    .as_deref()
-                    .map(|e| e.split_once(": ").map_or("", |(field, _)| field)),
+                rejected_at,
                 programmed: state.ready > 0,
                 attached_routes: state.attached_routes,
                 generation: verdict.generation,

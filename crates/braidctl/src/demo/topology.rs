@@ -185,8 +185,18 @@ pub(crate) fn deny_yaml(name: &str, ns: &str, source_ns: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Starts a control plane on the YAML directory `dir` and fails unless
+    /// it rejected nothing there.
+    pub(crate) async fn loads_cleanly(dir: &std::path::Path) -> anyhow::Result<()> {
+        let cp = braid_control::ControlPlane::start(braid_control::Config::for_tests(dir)).await?;
+        let errors = cp.config_errors();
+        cp.shutdown().await;
+        anyhow::ensure!(errors.is_empty(), "configuration errors: {errors:#?}");
+        Ok(())
+    }
 
     /// Every document the demo writes (both pods of a rollout, both sides
     /// of each mode switch, the tokens, the DENY policy) is accepted by the
@@ -237,12 +247,7 @@ mod tests {
             .join("---\n"),
         )?;
         write("deny.yaml", deny_yaml("deny-shop", "inventory", "shop"))?;
-        let cp = braid_control::ControlPlane::start(braid_control::Config::for_tests(dir.path()))
-            .await?;
-        let errors = cp.config_errors();
-        cp.shutdown().await;
-        anyhow::ensure!(errors.is_empty(), "configuration errors: {errors:#?}");
-        Ok(())
+        loads_cleanly(dir.path()).await
     }
 
     #[test]
